@@ -1,1 +1,49 @@
-"""tzoo.components"""
+"""The component zoo: registered variants of every transformer part, and the model assembly.
+
+    from tzoo.components import ModelConfig, build_model, list_variants
+    model = build_model(ModelConfig(position="rotary", norm="rmsnorm", ffn="swiglu"))
+"""
+
+from . import attention, ffn, masks, norms, outputs, positions, sublayer  # noqa: F401  (register)
+from .config import ModelConfig
+from .errors import ConfigError
+from .families import (
+    ARCHITECTURES,
+    ATTENTION,
+    FFNS,
+    MASKS,
+    NORMS,
+    OUTPUTS,
+    PLACEMENTS,
+    POSITIONS,
+    RESIDUALS,
+)
+from .generation import beam_search, generate
+from .model import DecodingState, EncoderDecoder, LanguageModel, build_model
+from .positions import ContextTooLong
+from .registry import REGISTRIES, Registry, list_variants, load_plugins
+
+__all__ = [
+    "ARCHITECTURES",
+    "ATTENTION",
+    "FFNS",
+    "MASKS",
+    "NORMS",
+    "OUTPUTS",
+    "PLACEMENTS",
+    "POSITIONS",
+    "REGISTRIES",
+    "RESIDUALS",
+    "ConfigError",
+    "ContextTooLong",
+    "DecodingState",
+    "EncoderDecoder",
+    "LanguageModel",
+    "ModelConfig",
+    "Registry",
+    "beam_search",
+    "build_model",
+    "generate",
+    "list_variants",
+    "load_plugins",
+]

@@ -36,8 +36,9 @@ class Entry(Generic[T]):
     @property
     def summary(self) -> str:
         """The first line of the variant's docstring."""
-        doc = inspect.getdoc(self.cls) or ""
-        return doc.strip().splitlines()[0] if doc.strip() else ""
+        paragraph = (inspect.getdoc(self.cls) or "").strip().split("\n\n")[0]
+        text = " ".join(paragraph.split())
+        return text if len(text) <= 110 else text[:107].rstrip() + "..."
 
 
 class Registry(Generic[T]):

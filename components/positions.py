@@ -1,0 +1,271 @@
+"""Positional encodings.
+
+They act in three different places, so one protocol has three hooks and each variant overrides
+only what it needs:
+
+- ``embed(x, positions)``: added to the token embeddings (sinusoidal, learned);
+- ``rotate(q, k, positions)``: applied to queries and keys in every self-attention layer (rotary);
+- ``bias(q_positions, k_positions)``: added to the attention scores (ALiBi, relative bias).
+
+One instance serves a whole stack, so a bias table or a rotation table is computed once per
+forward pass, not once per layer. Cross-attention uses none of them (as in T5 and the original
+Transformer): the decoder's queries already carry position, the encoder's keys too.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from .errors import ConfigError
+from .families import POSITIONS
+
+
+class ContextTooLong(ConfigError):
+    """A sequence is longer than a position variant can represent (a learned table's size)."""
+
+
+class PositionEncoding(nn.Module):
+    """Base class: a NoPE model overrides nothing."""
+
+    #: the longest sequence this variant can encode (None: unbounded)
+    max_len: int | None = None
+    #: which hooks the variant uses, so that the model skips the others entirely
+    uses_embed = False
+    uses_rotate = False
+    uses_bias = False
+
+    @classmethod
+    def check(cls, config, **context) -> None:
+        """Reject combinations this variant cannot serve (called before anything trains)."""
+
+    def embed(self, x: Tensor, positions: Tensor) -> Tensor:
+        return x
+
+    def rotate(self, q: Tensor, k: Tensor, positions: Tensor) -> tuple[Tensor, Tensor]:
+        return q, k
+
+    def bias(self, q_positions: Tensor, k_positions: Tensor) -> Tensor | None:
+        return None
+
+
+@POSITIONS.register("none", aliases=("nope",))
+class NoPosition(PositionEncoding):
+    """No positional information (NoPE; Haviv et al. 2022, "Transformer Language Models without
+    Positional Encodings Still Learn Positional Information"). A causal mask alone leaks order."""
+
+    @classmethod
+    def check(cls, config, **context) -> None:
+        if config.resolved_mask_name() == "bidirectional" and config.arch != "encoder_decoder":
+            raise ConfigError(
+                "position 'none' with a bidirectional mask gives a bag-of-words model that cannot "
+                "tell any order apart; pick a position variant (sinusoidal, learned, rotary, "
+                "alibi, relative) or a causal/prefix mask",
+                key="model.position",
+            )
+
+
+@POSITIONS.register("sinusoidal")
+class Sinusoidal(PositionEncoding):
+    """Fixed sine/cosine waves added to the embeddings (Vaswani et al. 2017, "Attention Is All You
+    Need", section 3.5).
+
+    Its amplitude is matched to the token embeddings' initial scale (`scale`, default
+    init_std·√2, so both have the same RMS): the paper instead multiplies embeddings by √d.
+    """
+
+    uses_embed = True
+
+    def __init__(self, d_model: int, init_std: float = 0.02, scale: float | None = None,
+                 base: float = 10000.0):
+        super().__init__()
+        if d_model % 2:
+            raise ConfigError("sinusoidal positions need an even d_model", key="model.d_model")
+        self.scale = scale if scale is not None else init_std * math.sqrt(2.0)
+        inverse_frequency = base ** (-torch.arange(0, d_model, 2, dtype=torch.float32) / d_model)
+        self.register_buffer("inverse_frequency", inverse_frequency, persistent=False)
+
+    def embed(self, x: Tensor, positions: Tensor) -> Tensor:
+        angles = positions.to(torch.float32)[:, None] * self.inverse_frequency[None, :]
+        waves = torch.stack((angles.sin(), angles.cos()), dim=-1).flatten(-2)
+        return x + (self.scale * waves).to(x.dtype)
+
+
+@POSITIONS.register("learned")
+class Learned(PositionEncoding):
+    """A trained embedding per absolute position (Gehring et al. 2017, "Convolutional Sequence to
+    Sequence Learning"; GPT-2). Cannot represent positions beyond its table."""
+
+    uses_embed = True
+
+    def __init__(self, d_model: int, max_len: int | None = None):
+        super().__init__()
+        if max_len is None:
+            raise ConfigError(
+                "learned positions need a maximum length: set model.max_len (or "
+                "position: {name: learned, max_len: N})",
+                key="model.max_len",
+            )
+        self.max_len = int(max_len)
+        self.table = nn.Embedding(self.max_len, d_model)
+
+    def embed(self, x: Tensor, positions: Tensor) -> Tensor:
+        last = int(positions[-1]) if positions.numel() else -1
+        if last >= self.max_len:
+            raise ContextTooLong(
+                f"learned positions cover {self.max_len} positions, but position {last} was "
+                "asked for; raise model.max_len or use a variant that extrapolates "
+                "(sinusoidal, rotary, alibi, relative, none)",
+                key="model.max_len",
+            )
+        return x + self.table(positions)
+
+
+@POSITIONS.register("rotary", aliases=("rope",))
+class Rotary(PositionEncoding):
+    """Rotary position embedding (Su et al. 2021, "RoFormer: Enhanced Transformer with Rotary
+    Position Embedding"): rotate query/key channel pairs by position-dependent angles so that
+    their dot product depends only on the relative offset.
+
+    Pairs are (i, i + d/2) ("rotate half", as in GPT-NeoX), which is the same math as adjacent
+    pairs up to a fixed permutation of channels, and cheaper on contiguous memory.
+    """
+
+    uses_rotate = True
+
+    def __init__(self, head_dim: int, base: float = 10000.0):
+        super().__init__()
+        if head_dim % 2:
+            raise ConfigError("rotary positions need an even head dimension", key="model.d_model")
+        inverse_frequency = base ** (-torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)
+        self.register_buffer("inverse_frequency", inverse_frequency, persistent=False)
+        self._cache: tuple[int, Tensor, Tensor] | None = None
+        # Every layer of one forward pass passes the same `positions` tensor: remember the
+        # last gather so it happens once per pass, not once per layer.
+        self._last: tuple[Tensor, torch.dtype, Tensor, Tensor] | None = None
+
+    def _tables(self, positions: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+        # Tables up to the longest position seen so far, reused across layers and steps.
+        needed = int(positions.max()) + 1 if positions.numel() else 1
+        if self._cache is None or self._cache[0] < needed or self._cache[1].device != positions.device:
+            length = max(needed, 2 * (self._cache[0] if self._cache else 0), 256)
+            angles = torch.arange(length, device=positions.device, dtype=torch.float32)[:, None]
+            angles = angles * self.inverse_frequency.to(positions.device)[None, :]
+            angles = torch.cat((angles, angles), dim=-1)
+            self._cache = (length, angles.cos(), angles.sin())
+        _, cos, sin = self._cache
+        return cos[positions].to(dtype), sin[positions].to(dtype)
+
+    def rotate(self, q: Tensor, k: Tensor, positions: Tensor) -> tuple[Tensor, Tensor]:
+        last = self._last
+        if last is not None and last[0] is positions and last[1] == q.dtype:
+            cos, sin = last[2], last[3]
+        else:
+            cos, sin = self._tables(positions, q.dtype)
+            self._last = (positions, q.dtype, cos, sin)
+        return _rotate(q, cos, sin), _rotate(k, cos, sin)
+
+
+def _rotate(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    half = x.shape[-1] // 2
+    rotated_half = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+    return x * cos + rotated_half * sin
+
+
+def alibi_slopes(heads: int) -> Tensor:
+    """The per-head slopes of ALiBi: a geometric sequence starting at 2^(-8/n), and for a head
+    count that is not a power of two, the closest power's slopes plus every other slope of the
+    next power's (Press et al. 2022, section 3)."""
+
+    def power_of_two(n: int) -> list[float]:
+        start = 2.0 ** (-8.0 / n)
+        return [start ** (i + 1) for i in range(n)]
+
+    closest = 2 ** math.floor(math.log2(heads))
+    slopes = power_of_two(closest)
+    if closest < heads:
+        slopes += power_of_two(2 * closest)[0::2][: heads - closest]
+    return torch.tensor(slopes, dtype=torch.float32)
+
+
+@POSITIONS.register("alibi")
+class ALiBi(PositionEncoding):
+    """Attention with Linear Biases (Press et al. 2022, "Train Short, Test Long"): no position
+    embedding; each head subtracts slope·distance from its attention scores.
+
+    The bias depends on |i - j| only, so under a bidirectional mask it cannot tell left from
+    right; that combination is refused unless `symmetric: true` says it is intended.
+    """
+
+    uses_bias = True
+
+    def __init__(self, heads: int, symmetric: bool = False):
+        super().__init__()
+        self.symmetric = symmetric
+        self.register_buffer("slopes", alibi_slopes(heads), persistent=False)
+
+    @classmethod
+    def check(cls, config, symmetric: bool = False, **context) -> None:
+        encoder_side = config.arch in ("encoder", "encoder_decoder")
+        if (encoder_side or config.resolved_mask_name() == "bidirectional") and not symmetric:
+            raise ConfigError(
+                "ALiBi's bias depends only on |i - j|, so in a bidirectional encoder it cannot "
+                "tell left from right; use rotary or relative there, or say "
+                "position: {name: alibi, symmetric: true} to run it anyway",
+                key="model.position",
+            )
+
+    def bias(self, q_positions: Tensor, k_positions: Tensor) -> Tensor:
+        distance = (q_positions[:, None] - k_positions[None, :]).abs().to(self.slopes.dtype)
+        return -self.slopes[:, None, None] * distance[None]
+
+
+def relative_buckets(
+    relative: Tensor, *, bidirectional: bool, num_buckets: int, max_distance: int
+) -> Tensor:
+    """T5's bucketing of relative offsets (key - query): exact for small offsets, logarithmic up
+    to `max_distance`, one bucket beyond. A bidirectional model spends half the buckets on each
+    side; a causal one only looks back."""
+    buckets = torch.zeros_like(relative)
+    if bidirectional:
+        num_buckets //= 2
+        buckets = buckets + (relative > 0).long() * num_buckets
+        distance = relative.abs()
+    else:
+        distance = (-relative).clamp(min=0)
+    exact = num_buckets // 2
+    is_small = distance < exact
+    logarithmic = exact + (
+        torch.log(distance.float().clamp(min=1) / exact)
+        / math.log(max_distance / exact)
+        * (num_buckets - exact)
+    ).long()
+    logarithmic = logarithmic.clamp(max=num_buckets - 1)
+    return buckets + torch.where(is_small, distance, logarithmic)
+
+
+@POSITIONS.register("relative", aliases=("t5",))
+class RelativeBias(PositionEncoding):
+    """A learned scalar bias per head and bucketed relative offset, shared by all layers
+    (Raffel et al. 2020, "Exploring the Limits of Transfer Learning with a Unified Text-to-Text
+    Transformer", section 2.1; after Shaw et al. 2018)."""
+
+    uses_bias = True
+
+    def __init__(self, heads: int, causal: bool = True, num_buckets: int = 32,
+                 max_distance: int = 128):
+        super().__init__()
+        self.bidirectional = not causal
+        self.num_buckets = num_buckets
+        self.max_distance = max_distance
+        self.table = nn.Embedding(num_buckets, heads)
+
+    def bias(self, q_positions: Tensor, k_positions: Tensor) -> Tensor:
+        relative = k_positions[None, :] - q_positions[:, None]
+        buckets = relative_buckets(
+            relative, bidirectional=self.bidirectional, num_buckets=self.num_buckets,
+            max_distance=self.max_distance,
+        )
+        return self.table(buckets).permute(2, 0, 1)

@@ -1,0 +1,157 @@
+"""Statistics across seeds: mean, spread, confidence interval and a test against the base.
+
+Each variant is trained with a handful of seeds, so everything here is small-sample
+statistics: the sample standard deviation (ddof=1), a Student-t 95% confidence interval for
+the mean and Welch's t-test (no equal-variance assumption) for the difference to the base.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats as sps
+
+from tzoo.reports.runs import Run, VariantGroup
+
+CONFIDENCE = 0.95
+TEST_NAME = "Welch's t-test"
+TEST_DESCRIPTION = (
+    "Δ vs base is the variant mean minus the base mean; p is from Welch's t-test "
+    "(two-sided, unequal variances: scipy.stats.ttest_ind with equal_var=False) across seeds. "
+    "It needs at least two seeds on both sides, otherwise it reads 'n/a (one seed)'. "
+    "95% CI is the Student-t confidence interval of the mean over seeds."
+)
+ONE_SEED = "n/a (one seed)"
+NO_BASE = "n/a (no base)"
+NO_SPREAD = "n/a (no spread)"
+
+# The metrics most reports are about come first; the rest follow alphabetically, with the
+# context-length extrapolation metrics (val/loss@2x ...) ordered by their multiplier.
+_PREFERRED = ("val/loss", "val/ppl", "val/bpc", "test/loss", "test/bleu", "val/bleu")
+_AT_MULTIPLE = re.compile(r"^(.*)@([0-9.]+)x$")
+
+
+@dataclass(frozen=True)
+class Summary:
+    """Mean, spread and CI of one metric over the seeds of one variant."""
+
+    n: int
+    mean: float
+    std: float  # NaN with one seed: a spread needs two values
+    ci_low: float
+    ci_high: float  # NaN with one seed
+
+
+@dataclass(frozen=True)
+class Delta:
+    """A variant minus the base, with the p-value or why there is none."""
+
+    diff: float
+    relative: float | None  # diff / |base mean|; None when the base mean is 0
+    p_value: float | None
+    note: str | None  # set exactly when p_value is None
+
+
+@dataclass(frozen=True)
+class MetricRow:
+    """One variant's line in a comparison table for one metric."""
+
+    variant: str
+    is_base: bool
+    summary: Summary | None  # None when no completed run reported the metric
+    delta: Delta | None  # None for the base itself and when there is nothing to compare
+
+
+def finite(values: Iterable[float | None]) -> list[float]:
+    """Drop None (metric not applicable) and NaN/inf (diverged) values."""
+    return [float(v) for v in values if v is not None and math.isfinite(v)]
+
+
+def summarise(values: Iterable[float | None]) -> Summary | None:
+    """n, mean, sample std (ddof=1) and Student-t 95% CI; None when there are no values."""
+    data = np.asarray(finite(values), dtype=float)
+    n = len(data)
+    if n == 0:
+        return None
+    mean = float(data.mean())
+    if n < 2:
+        return Summary(1, mean, math.nan, math.nan, math.nan)
+    std = float(data.std(ddof=1))
+    half = float(sps.t.ppf(0.5 + CONFIDENCE / 2, df=n - 1)) * std / math.sqrt(n)
+    return Summary(n, mean, std, mean - half, mean + half)
+
+
+def welch(variant: Sequence[float], base: Sequence[float]) -> Delta:
+    """Difference of means and Welch's t-test p-value between two sets of seeds."""
+    a, b = finite(variant), finite(base)
+    diff = float(np.mean(a) - np.mean(b))
+    base_mean = float(np.mean(b))
+    relative = diff / abs(base_mean) if base_mean != 0 else None
+    if len(a) < 2 or len(b) < 2:
+        return Delta(diff, relative, None, ONE_SEED)
+    if np.std(a) == 0 and np.std(b) == 0:
+        # Identical seeds on both sides (e.g. a deterministic task): t is undefined.
+        return Delta(diff, relative, None, NO_SPREAD)
+    result = sps.ttest_ind(a, b, equal_var=False)
+    p = float(result.pvalue)
+    if not math.isfinite(p):
+        return Delta(diff, relative, None, NO_SPREAD)
+    return Delta(diff, relative, p, None)
+
+
+def metric_values(runs: Iterable[Run], metric: str) -> list[float]:
+    """The metric's final values over completed runs, skipping N/A and non-finite ones."""
+    return finite(r.metrics.get(metric) for r in runs if r.completed)
+
+
+def order_metrics(names: Iterable[str]) -> list[str]:
+    """Preferred metrics first, then alphabetical, @Nx metrics sorted by their multiple."""
+
+    def key(name: str) -> tuple[int, str, float]:
+        rank = _PREFERRED.index(name) if name in _PREFERRED else len(_PREFERRED)
+        match = _AT_MULTIPLE.match(name)
+        if match:
+            return (rank, match.group(1) + "@", float(match.group(2)))
+        return (rank, name, 0.0)
+
+    return sorted(set(names), key=key)
+
+
+def metric_names(runs: Iterable[Run]) -> list[str]:
+    """Every metric some completed run reported a value for, in report order."""
+    names = {
+        name for r in runs if r.completed for name, v in r.metrics.items() if v is not None
+    }
+    return order_metrics(names)
+
+
+def base_group(groups: Sequence[VariantGroup]) -> VariantGroup | None:
+    """The base variant's group (the reference in one-at-a-time ablations), if any."""
+    return next((g for g in groups if g.is_base), None)
+
+
+def compare_metric(groups: Sequence[VariantGroup], metric: str) -> list[MetricRow]:
+    """One row per variant for `metric`: its summary and its difference to the base."""
+    base = base_group(groups)
+    base_values = metric_values(base.runs, metric) if base else []
+    rows = []
+    for group in groups:
+        values = metric_values(group.runs, metric)
+        summary = summarise(values)
+        delta = None
+        if summary is not None and not group.is_base:
+            delta = welch(values, base_values) if base_values else Delta(
+                math.nan, None, None, NO_BASE
+            )
+        rows.append(MetricRow(group.name, group.is_base, summary, delta))
+    return rows
+
+
+def mean_of(values: Iterable[float | None]) -> float | None:
+    """Mean of the finite values, None if there are none (for cost columns)."""
+    data = finite(values)
+    return float(np.mean(data)) if data else None
