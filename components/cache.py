@@ -22,7 +22,8 @@ class KVCache:
         """Store (batch, kv_heads, new, head_dim) tensors; return everything stored so far."""
         needed = self.length + keys.shape[2]
         if self.keys is None or needed > self.keys.shape[2]:
-            size = max(needed, self.capacity, 2 * (self.keys.shape[2] if self.keys is not None else 0))
+            current = self.keys.shape[2] if self.keys is not None else 0
+            size = max(needed, self.capacity, 2 * current)
             shape = (*keys.shape[:2], size, keys.shape[3])
             grown_k = keys.new_empty(shape)
             grown_v = values.new_empty(shape)

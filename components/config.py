@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 
 from .errors import ConfigError, unknown_choice
 from .families import (
@@ -26,7 +26,7 @@ from .families import (
 )
 from .registry import Registry, split_spec
 
-Spec = Union[str, dict]
+Spec = str | dict
 
 #: which registry checks which field
 VARIANT_FIELDS: dict[str, Registry] = {

@@ -149,7 +149,8 @@ class Rotary(PositionEncoding):
     def _tables(self, positions: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
         # Tables up to the longest position seen so far, reused across layers and steps.
         needed = int(positions.max()) + 1 if positions.numel() else 1
-        if self._cache is None or self._cache[0] < needed or self._cache[1].device != positions.device:
+        cache = self._cache
+        if cache is None or cache[0] < needed or cache[1].device != positions.device:
             length = max(needed, 2 * (self._cache[0] if self._cache else 0), 256)
             angles = torch.arange(length, device=positions.device, dtype=torch.float32)[:, None]
             angles = angles * self.inverse_frequency.to(positions.device)[None, :]

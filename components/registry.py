@@ -127,7 +127,7 @@ class Registry(Generic[T]):
 
 
 def split_spec(spec: str | Mapping[str, Any], *, key: str | None = None) -> tuple[str, dict]:
-    """('rotary', {}) from 'rotary'; ('gqa', {'kv_heads': 2}) from {'name': 'gqa', 'kv_heads': 2}."""
+    """('rotary', {}) from 'rotary'; ('gqa', {'kv_heads': 2}) from {name: gqa, kv_heads: 2}."""
     if isinstance(spec, str):
         return spec, {}
     if isinstance(spec, Mapping) and isinstance(spec.get("name"), str):
