@@ -37,6 +37,11 @@ class PositionEncoding(nn.Module):
     uses_rotate = False
     uses_bias = False
 
+    def __init__(self) -> None:
+        # Explicit, so that the registry passes a variant only the arguments it names
+        # (nn.Module's own `**kwargs` would make it pass everything, and fail).
+        super().__init__()
+
     @classmethod
     def check(cls, config, **context) -> None:
         """Reject combinations this variant cannot serve (called before anything trains)."""

@@ -31,7 +31,6 @@ from typing import Any
 
 import datasets
 import numpy as np
-
 from tzoo.components.errors import ConfigError, unknown_choice
 
 TASKS = ("lm", "translation")
@@ -148,7 +147,8 @@ def _finish_splits(raw: dict[str, Rows], task: str, uri: str) -> datasets.Datase
         raw["train"], raw["validation"] = _holdout(raw["train"], 0.05)
     # With no test set, the validation set doubles as test (nanoGPT-style data has no test).
     raw.setdefault("test", raw["validation"])
-    order = ["train", "validation", "test"] + sorted(set(raw) - {"train", "validation", "test"})
+    main = ("train", "validation", "test")
+    order = [*main, *sorted(set(raw) - set(main))]
     return datasets.DatasetDict(
         {name: datasets.Dataset.from_dict({c: raw[name][c] for c in columns}) for name in order}
     )
@@ -185,6 +185,16 @@ def _option(options: Mapping[str, Any], name: str, default: Any, kind: type = in
         raise ConfigError(
             f"expected {kind.__name__}, got {value!r}", key=f"data.options.{name}"
         ) from None
+
+
+def _train_fraction(options: Mapping[str, Any]) -> float:
+    """Option `train_fraction` (default 0.9) for corpora that ship without splits."""
+    fraction = _option(options, "train_fraction", 0.9, float)
+    if not 0.0 < fraction < 1.0:
+        raise ConfigError(
+            f"train_fraction must be in (0, 1), got {fraction}", key="data.options.train_fraction"
+        )
+    return fraction
 
 
 def _sizes(options: Mapping[str, Any], defaults: dict[str, int]) -> dict[str, int]:
@@ -295,7 +305,9 @@ def _clean(line: str) -> str:
 def _resolve_files(pattern: str) -> list[Path]:
     """The files a `file:` path names: a file, every file in a directory, or a glob."""
     if not pattern:
-        raise ConfigError("write local data as 'file:PATH' (a file, folder or glob)", key=CORPUS_KEY)
+        raise ConfigError(
+            "write local data as 'file:PATH' (a file, folder or glob)", key=CORPUS_KEY
+        )
     path = Path(pattern).expanduser()
     if any(ch in pattern for ch in "*?["):
         files = [Path(p) for p in sorted(glob.glob(os.path.expanduser(pattern)))]
@@ -358,11 +370,7 @@ def _load_lm_files(pattern: str, options: Mapping[str, Any]) -> dict[str, Rows]:
     if not text.strip():
         names = ", ".join(f"'{p}'" for p in files)
         raise ConfigError(f"empty corpus: {names} contain no text", key=CORPUS_KEY)
-    fraction = _option(options, "train_fraction", 0.9, float)
-    if not 0.0 < fraction < 1.0:
-        raise ConfigError(
-            f"train_fraction must be in (0, 1), got {fraction}", key="data.options.train_fraction"
-        )
+    fraction = _train_fraction(options)
     # nanoGPT's Tiny Shakespeare split: the first 90% of characters train, the rest validate.
     cut = int(len(text) * fraction)
     return {"train": {"text": [text[:cut]]}, "validation": {"text": [text[cut:]]}}
@@ -393,7 +401,7 @@ def _load_parallel_files(pattern: str, options: Mapping[str, Any]) -> dict[str, 
         rows["target"] += part["target"]
     if not rows["source"]:
         raise ConfigError(f"empty corpus: no pairs in '{pattern}'", key=CORPUS_KEY)
-    fraction = _option(options, "train_fraction", 0.9, float)
+    fraction = _train_fraction(options)
     train, validation = _holdout(rows, 1.0 - fraction)
     return {"train": train, "validation": validation}
 

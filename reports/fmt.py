@@ -8,20 +8,26 @@ from __future__ import annotations
 
 import math
 
-from tzoo.reports.stats import Delta, Summary
+from .stats import Delta, Summary
 
 DASH = "—"
 
 
-def num(value: float | None, digits: int = 4) -> str:
-    """A value with `digits` significant digits; an em dash for missing, 'nan' for NaN."""
+def num(value: float | None, digits: int = 4, *, zeros: bool = True) -> str:
+    """A value with `digits` significant digits; an em dash for missing, 'nan' for NaN.
+
+    Trailing zeros are kept by default ('3.000', not '3') so that a column of means reads
+    at one precision; `zeros=False` drops them for counts and sizes.
+    """
     if value is None:
         return DASH
     if math.isnan(value):
         return "nan"
     if math.isinf(value):
         return "inf" if value > 0 else "-inf"
-    return f"{value:.{digits}g}"
+    if zeros and float(value).is_integer() and abs(value) >= 10**digits:
+        return f"{value:.{digits}g}"  # '#' would print '1.000e+04' style anyway
+    return f"{value:#.{digits}g}" if zeros else f"{value:.{digits}g}"
 
 
 def signed(value: float, digits: int = 3) -> str:

@@ -12,7 +12,7 @@ import html
 import re
 from pathlib import Path
 
-from tzoo.reports.document import (
+from .document import (
     Block,
     Bullets,
     Code,

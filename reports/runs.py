@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-
 from tzoo.components.errors import ConfigError
 
 SUMMARY = "summary.json"
@@ -50,6 +49,9 @@ class Run:
     versions: dict[str, str] = field(default_factory=dict)
     base_variant: bool = False
     config: dict[str, Any] | None = None
+    # False for runs still going or whose summary.json is unreadable: their variant, seed and
+    # data fingerprint are unknown, so they are listed but never grouped.
+    has_summary: bool = True
 
     @property
     def completed(self) -> bool:
@@ -187,6 +189,7 @@ def load_run(path: str | Path) -> Run:
             variant_name="unknown",
             error=config_problem or f"no {SUMMARY} yet",
             config=config,
+            has_summary=False,
         )
     try:
         summary = json.loads(summary_path.read_text())
@@ -201,6 +204,7 @@ def load_run(path: str | Path) -> Run:
             variant_name="unknown",
             error=f"{SUMMARY} could not be read: {exc}",
             config=config,
+            has_summary=False,
         )
     variant = summary.get("variant") if isinstance(summary.get("variant"), dict) else {}
     raw_metrics = summary.get("metrics") if isinstance(summary.get("metrics"), dict) else {}

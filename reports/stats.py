@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats as sps
 
-from tzoo.reports.runs import Run, VariantGroup
+from .runs import Run, VariantGroup
 
 CONFIDENCE = 0.95
 TEST_NAME = "Welch's t-test"
@@ -27,6 +27,7 @@ TEST_DESCRIPTION = (
 )
 ONE_SEED = "n/a (one seed)"
 NO_BASE = "n/a (no base)"
+BASE_NA = "n/a (not applicable to base)"
 NO_SPREAD = "n/a (no spread)"
 
 # The metrics most reports are about come first; the rest follow alphabetically, with the
@@ -144,9 +145,10 @@ def compare_metric(groups: Sequence[VariantGroup], metric: str) -> list[MetricRo
         summary = summarise(values)
         delta = None
         if summary is not None and not group.is_base:
-            delta = welch(values, base_values) if base_values else Delta(
-                math.nan, None, None, NO_BASE
-            )
+            if base_values:
+                delta = welch(values, base_values)
+            else:
+                delta = Delta(math.nan, None, None, BASE_NA if base else NO_BASE)
         rows.append(MetricRow(group.name, group.is_base, summary, delta))
     return rows
 

@@ -1,2 +1,226 @@
-def main() -> int:
+"""`tzoo`: the command line. Exit 0 on success, 2 on bad input (a message, no traceback), 1 when
+something failed while running."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import textwrap
+from collections.abc import Callable, Sequence
+
+from tzoo.components.errors import ConfigError, did_you_mean
+
+BAD_INPUT, FAILED = 2, 1
+
+
+def _list(args: argparse.Namespace) -> int:
+    from tzoo.components import REGISTRIES, list_variants
+
+    rows = list_variants(args.pattern)
+    if not rows:
+        family = args.pattern.split(".")[0]
+        raise ConfigError(
+            f"no variant matches '{args.pattern}'{did_you_mean(family, REGISTRIES)}; "
+            f"families: {', '.join(REGISTRIES)}"
+        )
+    width = max(len(f"{family}.{name}") for family, name, _ in rows)
+    current = None
+    for family, name, summary in rows:
+        if family != current:
+            if current is not None:
+                print()
+            print(f"{family}: {REGISTRIES[family].description}")
+            current = family
+        print(f"  {family + '.' + name:<{width}}  {summary}")
     return 0
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from tzoo.components import build_model
+    from tzoo.recipes.data import prepare_data
+    from tzoo.recipes.experiment import load_experiment, resolve_model
+
+    experiment = load_experiment(args.experiment, args.set)
+    runs = experiment.plan()
+    print(f"{experiment.name}: {len(runs)} runs ({experiment.mode}, seeds {experiment.seeds}) "
+          f"-> {args.out or experiment.runs_dir}")
+    for run in runs:
+        vocab = None
+        if args.data:
+            vocab = prepare_data(run.config).tokenizer.vocab_size
+        model = build_model(resolve_model(run.config, vocab_size=vocab),
+                            task_supplies_prefix=True)
+        print(f"  {run.run_id:<40} {run.variant_name:<40} "
+              f"{model.num_parameters():>10,} params")
+    if not args.data:
+        print("(parameter counts use the default vocabulary; --data loads the corpus and "
+              "tokenizer to count exactly)")
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from tzoo.recipes.experiment import load_experiment
+    from tzoo.recipes.runner import Interrupted, exit_code, run_experiment
+
+    experiment = load_experiment(args.experiment, args.set)
+    try:
+        outcomes = run_experiment(experiment, out=args.out)
+    except Interrupted:
+        print("interrupted: the current run was checkpointed; run the same command to resume",
+              file=sys.stderr)
+        return 130
+    done = sum(o.status == "completed" for o in outcomes)
+    print(f"{done}/{len(outcomes)} runs completed; results in {args.out or experiment.runs_dir}")
+    for outcome in outcomes:
+        if outcome.status != "completed":
+            print(f"  {outcome.status}: {outcome.run_dir.name}: {outcome.note}")
+    if args.report:
+        from tzoo.reports.cli import report_command
+
+        report_command([str(args.out or experiment.runs_dir)], None, None)
+    return exit_code(outcomes)
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from tzoo.sweeps.cli import sweep_command
+
+    return sweep_command(args)
+
+
+def _report(args: argparse.Namespace) -> int:
+    from tzoo.reports.cli import report_command
+
+    return report_command(args.runs, args.out, args.title)
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from tzoo.reports.cli import compare_command
+
+    return compare_command(args.a, args.b, args.markdown)
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from tzoo.recipes.bench.cli import bench_command
+
+    return bench_command(args)
+
+
+def _generate(args: argparse.Namespace) -> int:
+    import torch
+
+    from tzoo.components import generate
+    from tzoo.recipes.checkpoints import load_run
+
+    loaded = load_run(args.run)
+    tokenizer = loaded.tokenizer
+    ids = tokenizer.encode(args.prompt) if args.prompt else [tokenizer.bos_id]
+    generator = torch.Generator().manual_seed(args.seed)
+    model = loaded.model
+    if hasattr(model, "encoder"):
+        source = torch.tensor([[*ids, tokenizer.eos_id]])
+        out = generate(model, source=source, bos_id=tokenizer.bos_id, eos_id=tokenizer.eos_id,
+                       max_new_tokens=args.max_new_tokens, temperature=args.temperature,
+                       top_k=args.top_k, generator=generator)
+        print(tokenizer.decode(out[0].tolist()))
+        return 0
+    if not model.mask.causal:
+        raise ConfigError(f"{args.run} holds a bidirectional model, which cannot generate")
+    prompt = torch.tensor([ids])
+    out = generate(model, prompt, max_new_tokens=args.max_new_tokens,
+                   temperature=args.temperature, top_k=args.top_k, generator=generator)
+    print(args.prompt + tokenizer.decode(out[0].tolist()))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tzoo", description="transformer-zoo: ablate transformer components and see "
+        "what each one does.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=textwrap.dedent("""\
+            examples:
+              tzoo list 'positions.*'
+              tzoo validate recipes/quickstart.yaml
+              tzoo run recipes/quickstart.yaml --set train.steps=200
+              tzoo report runs/quickstart
+              tzoo sweep sweeps/lr-placement.yaml --workers 2
+            """),
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, handler: Callable, help_text: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        sub.set_defaults(handler=handler)
+        return sub
+
+    def experiment_arguments(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("experiment", help="an experiment YAML file")
+        sub.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                         help="override a dotted key, e.g. --set model.layers=6 (repeatable)")
+        sub.add_argument("--out", help="runs directory (default: runs/<experiment>)")
+
+    sub = command("list", _list, "list the registered variants of every component family")
+    sub.add_argument("pattern", nargs="?", default="*",
+                     help="shell-style filter on FAMILY.NAME, e.g. 'positions.*' or '*glu'")
+
+    sub = command("validate", _validate, "check an experiment and print its planned runs")
+    experiment_arguments(sub)
+    sub.add_argument("--data", action="store_true",
+                     help="also load the data and tokenizer (exact vocabulary, data errors)")
+
+    sub = command("run", _run, "run every variant and seed of an experiment (resumable)")
+    experiment_arguments(sub)
+    sub.add_argument("--report", action="store_true", help="write the report afterwards")
+
+    sub = command("sweep", _sweep, "search hyperparameters with Optuna")
+    sub.add_argument("sweep", help="a sweep YAML file")
+    sub.add_argument("--workers", type=int, default=1, help="processes on this machine")
+    sub.add_argument("--trials", type=int, help="override the number of trials")
+    sub.add_argument("--export", metavar="YAML", help="write the best trial as an experiment")
+    sub.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+
+    sub = command("report", _report, "write report.md and index.html from run directories")
+    sub.add_argument("runs", nargs="+", help="experiment or run directories (globs allowed)")
+    sub.add_argument("--out", help="output folder (default: reports/<experiment>)")
+    sub.add_argument("--title", help="report title")
+
+    sub = command("compare", _compare, "compare two experiments or runs side by side")
+    sub.add_argument("a")
+    sub.add_argument("b")
+    sub.add_argument("--markdown", metavar="FILE", help="also write the comparison as markdown")
+
+    sub = command("bench", _bench, "measure what every variant of an experiment costs")
+    experiment_arguments(sub)
+    sub.add_argument("--repeats", type=int, default=5)
+    sub.add_argument("--json", metavar="FILE")
+    sub.add_argument("--markdown", metavar="FILE")
+    sub.add_argument("--scaling", action="store_true",
+                     help="also sweep context length and depth (slower)")
+
+    sub = command("generate", _generate, "generate text from a trained run")
+    sub.add_argument("run", help="a run directory with checkpoints/final.pt")
+    sub.add_argument("--prompt", default="")
+    sub.add_argument("--max-new-tokens", type=int, default=200)
+    sub.add_argument("--temperature", type=float, default=0.8)
+    sub.add_argument("--top-k", type=int, default=None)
+    sub.add_argument("--seed", type=int, default=0)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from tzoo.recipes.quiet import quiet_lightning
+
+    quiet_lightning()
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.handler(args) or 0)
+    except ConfigError as error:
+        print(f"tzoo {args.command}: error: {error}", file=sys.stderr)
+        return BAD_INPUT
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

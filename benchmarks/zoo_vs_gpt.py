@@ -1,0 +1,481 @@
+"""Training throughput of the zoo's decoder-only model against a monolithic GPT of the same math.
+
+    python benchmarks/zoo_vs_gpt.py                      # all six position variants, a few minutes
+    python benchmarks/zoo_vs_gpt.py --positions rotary,alibi --repeats 9 --json out.json
+
+Shape (the issue's): vocab 65, context 256, d_model 128, 4 layers, 4 heads, feed-forward 4x,
+batch 16, fp32, 2 threads, pre-LN layernorm, GELU, MHA, tied output, dropout 0.
+
+For every position variant (none, sinusoidal, learned, rotary, alibi, relative) the zoo model is
+built through the registry (`build_model`) and a monolithic nanoGPT-style model is written out
+below, by hand, with the same math: a fused qkv Linear, `F.scaled_dot_product_attention` with
+`is_causal=True` (or, for ALiBi/relative, the bias merged with the causal mask as one additive
+`attn_mask`, as the math requires), rotary applied to q/k, learned/sinusoidal added to the
+embeddings. The reference is loaded with the zoo's weights and its logits and gradients are
+checked against the zoo's before anything is timed; the parameter counts must be equal.
+
+A training step is forward + cross-entropy + backward + AdamW step. Zoo and reference steps are
+interleaved (ABBA order over repeats) in one process; tokens/s are medians over repeats, and the
+ratio is the median of the per-repeat paired ratios zoo/reference (a noisy shared machine moves
+both sides of a pair together).
+
+MFU follows the PaLM / nanoGPT convention:
+
+    flops_per_token = 6·N + 12·L·d·T
+
+with N the parameters that take part in matmuls (every parameter except lookup-only tables: the
+learned position table and the relative-bias table; the tied embedding counts, it is the output
+layer), L layers, d = d_model, T = context (the attention term counts the full T×T score and
+value matmuls, forward and backward, as nanoGPT does, even though a causal kernel may skip half).
+MFU = flops_per_token · tokens/s / peak, with peak the median GFLOP/s of large square fp32
+matmuls measured here with the same thread count (the best of sizes 1024, 1536, 2048).
+
+Peak memory: each model trains in a fresh subprocess; the kernel's resident-set high-water mark
+(VmHWM) is reset just before training (/proc/self/clear_refs) and read after it. "train peak" is
+that high-water mark minus the resident size just before training: activations, gradients,
+optimizer state and allocator slack of one training step, measured from the operating system,
+not from a Python tracer. ru_maxrss is used where clear_refs is unavailable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import math
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from tzoo.components import ModelConfig, build_model
+from tzoo.components.positions import alibi_slopes, relative_buckets
+
+VOCAB, CONTEXT, D_MODEL, LAYERS, HEADS, FFN_MULT, BATCH, THREADS = 65, 256, 128, 4, 4, 4, 16, 2
+INIT_STD = 0.02
+POSITIONS = ("none", "sinusoidal", "learned", "rotary", "alibi", "relative")
+
+
+# ------------------------------------------------------------------------------------------------
+# The monolithic reference: one file, no registry, nanoGPT's layout.
+# ------------------------------------------------------------------------------------------------
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, d: int, heads: int):
+        super().__init__()
+        self.heads = heads
+        self.c_attn = nn.Linear(d, 3 * d)
+        self.c_proj = nn.Linear(d, d)
+
+    def forward(self, x: Tensor, rope: tuple[Tensor, Tensor] | None, mask: Tensor | None):
+        B, T, C = x.shape
+        q, k, v = self.c_attn(x).split(C, dim=2)
+        q = q.view(B, T, self.heads, C // self.heads).transpose(1, 2)
+        k = k.view(B, T, self.heads, C // self.heads).transpose(1, 2)
+        v = v.view(B, T, self.heads, C // self.heads).transpose(1, 2)
+        if rope is not None:
+            cos, sin = rope
+            q = q * cos + torch.cat((-q[..., C // self.heads // 2:], q[..., :C // self.heads // 2]),
+                                    dim=-1) * sin
+            k = k * cos + torch.cat((-k[..., C // self.heads // 2:], k[..., :C // self.heads // 2]),
+                                    dim=-1) * sin
+        if mask is None:
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        y = y.transpose(1, 2).contiguous().view(B, T, C)
+        return self.c_proj(y)
+
+
+class MLP(nn.Module):
+    def __init__(self, d: int, mult: int):
+        super().__init__()
+        self.c_fc = nn.Linear(d, mult * d)
+        self.c_proj = nn.Linear(mult * d, d)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.c_proj(F.gelu(self.c_fc(x)))
+
+
+class GPTBlock(nn.Module):
+    def __init__(self, d: int, heads: int, mult: int):
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(d)
+        self.attn = CausalSelfAttention(d, heads)
+        self.ln_2 = nn.LayerNorm(d)
+        self.mlp = MLP(d, mult)
+
+    def forward(self, x, rope, mask):
+        x = x + self.attn(self.ln_1(x), rope, mask)
+        return x + self.mlp(self.ln_2(x))
+
+
+class GPT(nn.Module):
+    """nanoGPT with the position variant spelled out."""
+
+    def __init__(self, position: str, vocab=VOCAB, context=CONTEXT, d=D_MODEL, layers=LAYERS,
+                 heads=HEADS, mult=FFN_MULT):
+        super().__init__()
+        self.position = position
+        self.wte = nn.Embedding(vocab, d)
+        self.h = nn.ModuleList(GPTBlock(d, heads, mult) for _ in range(layers))
+        self.ln_f = nn.LayerNorm(d)
+        hd = d // heads
+        t = torch.arange(context, dtype=torch.float32)
+        causal = torch.ones(context, context, dtype=torch.bool).tril()
+        self.register_buffer("causal", causal, persistent=False)
+        if position == "learned":
+            self.wpe = nn.Embedding(context, d)
+        elif position == "sinusoidal":
+            angles = t[:, None] * 10000.0 ** (-torch.arange(0, d, 2, dtype=torch.float32) / d)
+            waves = torch.stack((angles.sin(), angles.cos()), dim=-1).flatten(-2)
+            self.register_buffer("wpe_fixed", INIT_STD * math.sqrt(2.0) * waves, persistent=False)
+        elif position == "rotary":
+            angles = t[:, None] * 10000.0 ** (-torch.arange(0, hd, 2, dtype=torch.float32) / hd)
+            angles = torch.cat((angles, angles), dim=-1)
+            self.register_buffer("rope_cos", angles.cos(), persistent=False)
+            self.register_buffer("rope_sin", angles.sin(), persistent=False)
+        elif position == "alibi":
+            distance = (t[:, None] - t[None, :]).abs()
+            bias = -alibi_slopes(heads)[:, None, None] * distance[None]
+            mask = bias.masked_fill(~causal, float("-inf"))[None]
+            self.register_buffer("alibi_mask", mask, persistent=False)
+        elif position == "relative":
+            self.rel = nn.Embedding(32, heads)
+            relative = torch.arange(context)[None, :] - torch.arange(context)[:, None]
+            buckets = relative_buckets(relative, bidirectional=False, num_buckets=32,
+                                       max_distance=128)
+            self.register_buffer("rel_buckets", buckets, persistent=False)
+        self.apply(self._init)
+        for name, p in self.named_parameters():
+            if name.endswith("c_proj.weight"):
+                nn.init.normal_(p, 0.0, INIT_STD / math.sqrt(2 * layers))
+
+    @staticmethod
+    def _init(module):
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, 0.0, INIT_STD)
+            nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, 0.0, INIT_STD)
+
+    def forward(self, idx: Tensor) -> Tensor:
+        T = idx.shape[1]
+        x = self.wte(idx)
+        rope = mask = None
+        if self.position == "learned":
+            x = x + self.wpe(torch.arange(T, device=idx.device))
+        elif self.position == "sinusoidal":
+            x = x + self.wpe_fixed[:T]
+        elif self.position == "rotary":
+            rope = self.rope_cos[:T], self.rope_sin[:T]
+        elif self.position == "alibi":
+            mask = self.alibi_mask[:, :, :T, :T]
+        elif self.position == "relative":
+            bias = self.rel(self.rel_buckets[:T, :T]).permute(2, 0, 1)
+            mask = bias.masked_fill(~self.causal[:T, :T], float("-inf"))[None]
+        for block in self.h:
+            x = block(x, rope, mask)
+        return F.linear(self.ln_f(x), self.wte.weight)
+
+    def load_zoo(self, zoo: nn.Module) -> None:
+        """Copy a zoo model's weights in (to check that both compute the same function)."""
+        z = dict(zoo.named_parameters())
+        mine = dict(self.named_parameters())
+        names = {"wte.weight": "embedding.weight", "ln_f.weight": "stack.final_norm.weight",
+                 "ln_f.bias": "stack.final_norm.bias", "wpe.weight": "position.table.weight",
+                 "rel.weight": "position.table.weight"}
+        for i in range(len(self.h)):
+            b = f"stack.blocks.{i}."
+            for ours, theirs in (("ln_1", "self_attention_sublayer.norm"),
+                                 ("attn.c_attn", "self_attention.qkv"),
+                                 ("attn.c_proj", "self_attention.out"),
+                                 ("ln_2", "ffn_sublayer.norm"), ("mlp.c_fc", "ffn.up"),
+                                 ("mlp.c_proj", "ffn.down")):
+                for kind in ("weight", "bias"):
+                    names[f"h.{i}.{ours}.{kind}"] = b + f"{theirs}.{kind}"
+        assert set(names.values()) >= set(z) and set(mine) <= set(names), "parameter maps differ"
+        with torch.no_grad():
+            for ours, p in mine.items():
+                p.copy_(z[names[ours]])
+
+
+# ------------------------------------------------------------------------------------------------
+# Models, steps, checks
+# ------------------------------------------------------------------------------------------------
+
+
+def zoo_model(position: str) -> nn.Module:
+    return build_model(ModelConfig(
+        arch="decoder", vocab_size=VOCAB, d_model=D_MODEL, layers=LAYERS, heads=HEADS,
+        attention="mha", position=position, max_len=CONTEXT, norm="layernorm", placement="pre",
+        residual="add", ffn="gelu", ffn_mult=FFN_MULT, output="tied", dropout=0.0, bias=True,
+        init_std=INIT_STD,
+    ))
+
+
+def optimizer(model: nn.Module) -> torch.optim.Optimizer:
+    return torch.optim.AdamW(model.parameters(), lr=3e-4, weight_decay=0.1)
+
+
+def batches(n: int, seed: int = 0) -> list[tuple[Tensor, Tensor]]:
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for _ in range(n):
+        data = torch.randint(0, VOCAB, (BATCH, CONTEXT + 1), generator=g)
+        out.append((data[:, :-1].contiguous(), data[:, 1:].contiguous()))
+    return out
+
+
+def train_step(model: nn.Module, opt: torch.optim.Optimizer, x: Tensor, y: Tensor) -> None:
+    logits = model(x)
+    loss = F.cross_entropy(logits.view(-1, logits.shape[-1]), y.view(-1))
+    loss.backward()
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+
+
+def matmul_params(model: nn.Module) -> int:
+    lookup = ("position.table", "wpe", "rel")
+    return sum(p.numel() for name, p in model.named_parameters()
+               if not any(name.startswith(prefix + ".") for prefix in lookup))
+
+
+def flops_per_token(n_matmul: int) -> int:
+    return 6 * n_matmul + 12 * LAYERS * D_MODEL * CONTEXT
+
+
+def check_same_math(position: str) -> float:
+    """Load the zoo's weights into the reference; logits and gradients must agree."""
+    torch.manual_seed(1234)
+    zoo = zoo_model(position)
+    ref = GPT(position)
+    n_zoo = sum(p.numel() for p in zoo.parameters())
+    n_ref = sum(p.numel() for p in ref.parameters())
+    assert n_zoo == n_ref, f"{position}: parameter counts differ: zoo {n_zoo}, reference {n_ref}"
+    ref.load_zoo(zoo)
+    x, y = batches(1, seed=99)[0]
+    diffs = []
+    for model in (zoo, ref):
+        logits = model(x)
+        F.cross_entropy(logits.view(-1, VOCAB), y.view(-1)).backward()
+        diffs.append(logits.detach())
+    logit_diff = (diffs[0] - diffs[1]).abs().max().item()
+    assert logit_diff < 1e-4, f"{position}: logits differ by {logit_diff:g}"
+    grad_zoo = zoo.embedding.weight.grad
+    grad_ref = ref.wte.weight.grad
+    grad_diff = ((grad_zoo - grad_ref).abs().max() / grad_ref.abs().max()).item()
+    assert grad_diff < 1e-3, f"{position}: embedding gradients differ by {grad_diff:g} (relative)"
+    return logit_diff
+
+
+def matmul_peak(sizes=(1024, 1536, 2048), reps: int = 7) -> dict:
+    """Median GFLOP/s of square fp32 matmuls per size; the peak is the best median."""
+    per_size = {}
+    for n in sizes:
+        a, b = torch.randn(n, n), torch.randn(n, n)
+        out = torch.empty(n, n)
+        torch.mm(a, b, out=out)
+        rates = []
+        for _ in range(reps):
+            start = time.perf_counter()
+            torch.mm(a, b, out=out)
+            rates.append(2 * n**3 / (time.perf_counter() - start) / 1e9)
+        per_size[n] = statistics.median(rates)
+    return {"gflops": max(per_size.values()), "per_size": per_size}
+
+
+# ------------------------------------------------------------------------------------------------
+# Timing (one process, interleaved) and memory (one subprocess per model)
+# ------------------------------------------------------------------------------------------------
+
+
+def time_variant(position: str, repeats: int, steps: int, warmup: int) -> dict:
+    torch.manual_seed(0)
+    zoo = zoo_model(position)
+    ref = GPT(position)
+    ref.load_zoo(zoo)  # same starting point, same data: the two trajectories stay close
+    models = {"zoo": (zoo, optimizer(zoo)), "reference": (ref, optimizer(ref))}
+    data = batches(4)
+    for model, opt in models.values():
+        for i in range(warmup):
+            train_step(model, opt, *data[i % len(data)])
+    seconds: dict[str, list[float]] = {"zoo": [], "reference": []}
+    for r in range(repeats):
+        order = ("zoo", "reference") if r % 2 == 0 else ("reference", "zoo")
+        for name in order:
+            model, opt = models[name]
+            gc.collect()
+            start = time.perf_counter()
+            for i in range(steps):
+                train_step(model, opt, *data[i % len(data)])
+            seconds[name].append((time.perf_counter() - start) / steps)
+    tokens = BATCH * CONTEXT
+    ratios = [r / z for z, r in zip(seconds["zoo"], seconds["reference"], strict=True)]
+    return {
+        "zoo_tokens_per_s": tokens / statistics.median(seconds["zoo"]),
+        "reference_tokens_per_s": tokens / statistics.median(seconds["reference"]),
+        "ratio": statistics.median(ratios),
+        "ratios": ratios,
+        "zoo_step_s": seconds["zoo"],
+        "reference_step_s": seconds["reference"],
+        "params": sum(p.numel() for p in zoo.parameters()),
+        "matmul_params": matmul_params(zoo),
+    }
+
+
+def _rss_kib(field: str) -> int | None:
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def memory_probe(position: str, which: str, steps: int) -> dict:
+    """Run in a fresh process: peak resident memory of `steps` training steps."""
+    torch.set_num_threads(THREADS)
+    torch.manual_seed(0)
+    model = zoo_model(position) if which == "zoo" else GPT(position)
+    opt = optimizer(model)
+    data = batches(2)
+    gc.collect()
+    before = _rss_kib("VmRSS")
+    try:
+        with open("/proc/self/clear_refs", "w") as refs:
+            refs.write("5")  # reset the high-water mark to the current resident size
+        method = "VmHWM"
+    except OSError:
+        method = "ru_maxrss"
+    for i in range(steps):
+        train_step(model, opt, *data[i % 2])
+    peak = _rss_kib("VmHWM") if method == "VmHWM" else None
+    if peak is None:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return {"before_mib": (before or 0) / 1024, "peak_mib": peak / 1024,
+            "train_peak_mib": (peak - (before or 0)) / 1024, "method": method}
+
+
+def measure_memory(position: str, which: str, steps: int = 3) -> dict:
+    command = [sys.executable, os.path.abspath(__file__), "--memory-probe", f"{position}:{which}",
+               "--steps-per-repeat", str(steps)]
+    result = subprocess.run(command, capture_output=True, text=True, check=True)
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+# ------------------------------------------------------------------------------------------------
+# Report
+# ------------------------------------------------------------------------------------------------
+
+
+def markdown(results: dict) -> str:
+    peak = results["matmul_peak"]
+    lines = [
+        f"Shape: vocab {VOCAB}, context {CONTEXT}, d_model {D_MODEL}, {LAYERS} layers, "
+        f"{HEADS} heads, FFN {FFN_MULT}x, batch {BATCH}, fp32, {THREADS} threads; "
+        f"{results['settings']['repeats']} repeats x {results['settings']['steps_per_repeat']} "
+        "steps (forward + backward + AdamW), interleaved, medians.",
+        "",
+        f"fp32 matmul peak: {peak['gflops']:.1f} GFLOP/s (median per size: "
+        + ", ".join(f"{n}: {g:.1f}" for n, g in peak["per_size"].items()) + ")",
+        "",
+        "MFU = (6·N + 12·L·d·T) · tokens/s / peak, N = matmul parameters (lookup tables "
+        "excluded).",
+        "",
+        "| position | params | zoo tok/s | ref tok/s | ratio zoo/ref | zoo MFU | ref MFU "
+        "| zoo train peak MiB | ref train peak MiB |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for position, row in results["variants"].items():
+        memory = row.get("memory", {})
+        zm = memory.get("zoo", {}).get("train_peak_mib", float("nan"))
+        rm = memory.get("reference", {}).get("train_peak_mib", float("nan"))
+        lines.append(
+            f"| {position} | {row['params']:,} | {row['zoo_tokens_per_s']:,.0f} "
+            f"| {row['reference_tokens_per_s']:,.0f} | {row['ratio']:.3f} "
+            f"| {100 * row['zoo_mfu']:.1f}% | {100 * row['reference_mfu']:.1f}% "
+            f"| {zm:.0f} | {rm:.0f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--positions", default="all",
+                        help="'all' or a comma-separated list of: " + ", ".join(POSITIONS))
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--steps-per-repeat", type=int, default=3)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--no-memory", action="store_true", help="skip the memory subprocesses")
+    parser.add_argument("--json", metavar="OUT")
+    parser.add_argument("--markdown", metavar="OUT")
+    parser.add_argument("--memory-probe", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    if args.memory_probe:
+        position, which = args.memory_probe.split(":")
+        print(json.dumps(memory_probe(position, which, args.steps_per_repeat)))
+        return 0
+
+    torch.set_num_threads(THREADS)
+    positions = POSITIONS if args.positions == "all" else tuple(args.positions.split(","))
+    unknown = [p for p in positions if p not in POSITIONS]
+    if unknown:
+        parser.error(f"unknown position variant(s): {', '.join(unknown)}")
+
+    peak = matmul_peak()
+    print(f"fp32 matmul peak ({THREADS} threads): {peak['gflops']:.1f} GFLOP/s", flush=True)
+    results: dict = {
+        "settings": {"repeats": args.repeats, "steps_per_repeat": args.steps_per_repeat,
+                     "warmup": args.warmup, "threads": THREADS, "torch": torch.__version__,
+                     "shape": {"vocab": VOCAB, "context": CONTEXT, "d_model": D_MODEL,
+                               "layers": LAYERS, "heads": HEADS, "ffn_mult": FFN_MULT,
+                               "batch": BATCH}},
+        "matmul_peak": peak,
+        "mfu_formula": "(6*N_matmul + 12*L*d*T) * tokens_per_s / peak_flops",
+        "variants": {},
+    }
+    header = (f"{'position':<11} {'zoo tok/s':>10} {'ref tok/s':>10} {'ratio':>6} "
+              f"{'zoo MFU':>8} {'ref MFU':>8} {'zoo MiB':>8} {'ref MiB':>8}")
+    print(header, flush=True)
+    for position in positions:
+        max_diff = check_same_math(position)
+        row = time_variant(position, args.repeats, args.steps_per_repeat, args.warmup)
+        row["max_logit_diff"] = max_diff
+        fpt = flops_per_token(row["matmul_params"])
+        row["flops_per_token"] = fpt
+        for side in ("zoo", "reference"):
+            row[f"{side}_mfu"] = fpt * row[f"{side}_tokens_per_s"] / (peak["gflops"] * 1e9)
+        if not args.no_memory:
+            row["memory"] = {side: measure_memory(position, side) for side in ("zoo", "reference")}
+        results["variants"][position] = row
+        memory = row.get("memory", {})
+        print(f"{position:<11} {row['zoo_tokens_per_s']:>10,.0f} "
+              f"{row['reference_tokens_per_s']:>10,.0f} {row['ratio']:>6.3f} "
+              f"{100 * row['zoo_mfu']:>7.1f}% {100 * row['reference_mfu']:>7.1f}% "
+              f"{memory.get('zoo', {}).get('train_peak_mib', float('nan')):>8.0f} "
+              f"{memory.get('reference', {}).get('train_peak_mib', float('nan')):>8.0f}",
+              flush=True)
+    text = markdown(results)
+    print()
+    print(text)
+    if args.json:
+        with open(args.json, "w") as out:
+            json.dump(results, out, indent=2)
+    if args.markdown:
+        with open(args.markdown, "w") as out:
+            out.write(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

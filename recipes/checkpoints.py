@@ -1,0 +1,60 @@
+"""The final model of a run, and loading it back (reports, `tzoo generate`).
+
+`checkpoints/final.pt` holds plain tensors and plain data only, so it loads with
+`torch.load(weights_only=True)`; the tokenizer sits beside it as JSON.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from tzoo.components import ModelConfig, build_model
+from tzoo.components.errors import ConfigError
+
+from .tokenization import Tokenizer, load_tokenizer
+
+FINAL = "checkpoints/final.pt"
+TOKENIZER = "tokenizer.json"
+
+
+def save_final(run_dir: Path, model: torch.nn.Module, task_supplies_prefix: bool) -> None:
+    path = run_dir / FINAL
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "model_config": model.config.to_dict(),
+        "task_supplies_prefix": task_supplies_prefix,
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+    }
+    temporary = path.with_suffix(".tmp")
+    torch.save(payload, temporary)
+    os.replace(temporary, path)
+
+
+@dataclass
+class LoadedRun:
+    model: torch.nn.Module
+    tokenizer: Tokenizer
+    config: dict[str, Any]
+    run_dir: Path
+
+
+def load_run(run_dir: str | Path) -> LoadedRun:
+    """The trained model (eval mode), its tokenizer and resolved config."""
+    run_dir = Path(run_dir)
+    path = run_dir / FINAL
+    if not path.is_file():
+        raise ConfigError(f"no final checkpoint at {path} (has the run completed?)")
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    model = build_model(ModelConfig.from_dict(payload["model_config"]),
+                        task_supplies_prefix=payload["task_supplies_prefix"])
+    model.load_state_dict(payload["state_dict"])
+    model.eval()
+    config = yaml.safe_load((run_dir / "config.yaml").read_text()) if (
+        run_dir / "config.yaml").is_file() else {}
+    return LoadedRun(model, load_tokenizer(run_dir / TOKENIZER), config, run_dir)

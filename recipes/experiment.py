@@ -1,0 +1,357 @@
+"""Experiment files: load (with `extends:` and `--set`), validate, and expand into runs.
+
+    experiment: lm-positions
+    extends: base.yaml
+    model: {position: learned}
+    seeds: [0, 1, 2]
+    ablate:
+      mode: one_at_a_time            # or grid
+      model.position: [none, sinusoidal, learned, rotary, alibi]
+
+Each run is the base with one combination of axis values and one seed. Its id is derived from
+the resolved configuration (everything that changes the result, see `NON_RESULT_KEYS`) and the
+seed, so the same run is recognised whichever file it came from.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import itertools
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tzoo.components import ModelConfig, load_plugins
+from tzoo.components.errors import ConfigError, unknown_choice
+
+from .schema import NON_RESULT_KEYS, all_keys, defaults, known_key, validate_sections
+
+ABLATION_MODES = ("grid", "one_at_a_time")
+
+
+@dataclass
+class RunSpec:
+    """One planned run: a resolved configuration, the variant it is, and its seed."""
+
+    config: dict[str, Any]
+    variant: dict[str, Any]
+    seed: int
+    is_base: bool
+    run_id: str = ""
+    index: int = 0
+
+    @property
+    def variant_name(self) -> str:
+        if not self.variant:
+            return "base"
+        return ", ".join(f"{k}={_short(v)}" for k, v in self.variant.items())
+
+
+@dataclass
+class Experiment:
+    name: str
+    path: Path | None
+    base: dict[str, Any]
+    axes: dict[str, list[Any]] = field(default_factory=dict)
+    mode: str = "one_at_a_time"
+    seeds: list[int] = field(default_factory=lambda: [0])
+
+    @property
+    def runs_dir(self) -> Path:
+        return Path(self.base.get("runs_dir", "runs")) / self.name
+
+    def plan(self) -> list[RunSpec]:
+        """Every run: base × ablation combinations × seeds, base first."""
+        variants: list[dict[str, Any]] = []
+        if not self.axes:
+            variants.append({})
+        elif self.mode == "grid":
+            keys = list(self.axes)
+            for values in itertools.product(*(self.axes[k] for k in keys)):
+                variants.append(dict(zip(keys, values, strict=True)))
+        else:
+            variants.append({})
+            for key, values in self.axes.items():
+                for value in values:
+                    if value != get_dotted(self.base, key):
+                        variants.append({key: value})
+        runs = []
+        for variant in variants:
+            config = copy.deepcopy(self.base)
+            for key, value in variant.items():
+                set_dotted(config, key, value)
+            is_base = all(get_dotted(self.base, k) == v for k, v in variant.items())
+            shown = {} if is_base and self.mode == "one_at_a_time" else variant
+            for seed in self.seeds:
+                runs.append(RunSpec(config=config, variant=shown, seed=seed, is_base=is_base))
+        for index, run in enumerate(runs):
+            run.index = index
+            run.run_id = run_id(run.config, run.seed, run.variant)
+        return runs
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, dict):
+        name = value.get("name", "")
+        rest = ",".join(f"{k}={v}" for k, v in value.items() if k != "name")
+        return f"{name}({rest})" if rest else str(name)
+    return str(value)
+
+
+def run_id(config: dict[str, Any], seed: int, variant: dict[str, Any]) -> str:
+    """'<variant slug>-s<seed>-<8 hex of the result-relevant config>'."""
+    identity = copy.deepcopy(config)
+    for key in NON_RESULT_KEYS:
+        delete_dotted(identity, key)
+    digest = hashlib.sha256(
+        json.dumps({"config": identity, "seed": seed}, sort_keys=True, default=str).encode()
+    ).hexdigest()[:8]
+    slug = "base" if not variant else "_".join(_short(v) for v in variant.values())
+    slug = re.sub(r"[^A-Za-z0-9.=,()-]+", "-", slug)[:60].strip("-") or "run"
+    return f"{slug}-s{seed}-{digest}"
+
+
+# ---------------------------------------------------------------------------------- dotted keys
+
+
+def get_dotted(config: dict[str, Any], key: str, default: Any = None) -> Any:
+    node: Any = config
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return default
+        node = node[part]
+    return node
+
+
+def set_dotted(config: dict[str, Any], key: str, value: Any) -> None:
+    parts = key.split(".")
+    node = config
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+    node[parts[-1]] = value
+
+
+def delete_dotted(config: dict[str, Any], key: str) -> None:
+    parts = key.split(".")
+    node: Any = config
+    for part in parts[:-1]:
+        node = node.get(part) if isinstance(node, dict) else None
+        if node is None:
+            return
+    if isinstance(node, dict):
+        node.pop(parts[-1], None)
+
+
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """`override` wins; mappings merge key by key, except a model variant spec replaces."""
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict) and "name" not in value:
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+# ---------------------------------------------------------------------------------- loading
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    """A YAML mapping from `path`, with the line number in any syntax error."""
+    if not path.is_file():
+        raise ConfigError("file not found", source=str(path))
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown line"
+        raise ConfigError(f"malformed YAML at {where}: {error.problem}", source=str(path)) from None
+    except yaml.YAMLError as error:
+        raise ConfigError(f"malformed YAML: {error}", source=str(path)) from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError("the file must hold a mapping of keys", source=str(path))
+    return data
+
+
+def _resolve_extends(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    path = path.resolve()
+    if path in seen:
+        chain = " -> ".join(p.name for p in (*seen, path))
+        raise ConfigError(f"'extends' forms a cycle: {chain}", key="extends", source=str(path))
+    data = read_yaml(path)
+    parent = data.pop("extends", None)
+    if parent is None:
+        return data
+    if not isinstance(parent, str):
+        raise ConfigError("expected a file name", key="extends", source=str(path))
+    base = _resolve_extends((path.parent / parent), (*seen, path))
+    return deep_merge(base, data)
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """'model.layers=6' -> ('model.layers', 6); the value is parsed as YAML."""
+    if "=" not in text:
+        raise ConfigError(f"an override must look like KEY=VALUE, got '{text}'", key="--set")
+    key, _, raw = text.partition("=")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        value = raw
+    return key.strip(), value
+
+
+def load_experiment(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Experiment:
+    """Read, merge, override and validate an experiment file; every error names the file."""
+    source = str(path)
+    try:
+        raw = _resolve_extends(Path(path))
+        for text in overrides:
+            key, value = parse_override(text)
+            if not known_key(key):
+                raise ConfigError(unknown_choice("key", key, all_keys()), key="--set")
+            set_dotted(raw, key, value)
+        return _validated(raw, Path(path))
+    except ConfigError as error:
+        raise error.located(source=source) from None
+
+
+def experiment_from_dict(raw: dict[str, Any], name: str | None = None) -> Experiment:
+    """Build an experiment from an in-memory mapping (sweeps and tests)."""
+    raw = copy.deepcopy(raw)
+    if name:
+        raw["experiment"] = name
+    return _validated(raw, None)
+
+
+def _validated(raw: dict[str, Any], path: Path | None) -> Experiment:
+    raw = copy.deepcopy(raw)
+    ablate = raw.pop("ablate", None) or {}
+    if "experiment" not in raw:
+        if path is None:
+            raise ConfigError("missing key: every experiment needs a name", key="experiment")
+        raw["experiment"] = path.stem
+    validate_sections(raw)
+    load_plugins(tuple(raw.get("plugins", ())))
+    config = deep_merge(defaults(), raw)
+    seeds = config.get("seeds", [0])
+    if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
+        raise ConfigError(f"expected a non-empty list of integers, got {seeds!r}", key="seeds")
+    mode, axes = _ablation(ablate)
+    experiment = Experiment(config["experiment"], path, config, axes, mode, list(seeds))
+    for run in experiment.plan():
+        check_run_config(run.config, run.variant)
+    return experiment
+
+
+def _ablation(ablate: Any) -> tuple[str, dict[str, list[Any]]]:
+    if not isinstance(ablate, dict):
+        raise ConfigError("expected a mapping of dotted keys to lists of values", key="ablate")
+    ablate = dict(ablate)
+    mode = ablate.pop("mode", "one_at_a_time")
+    if mode not in ABLATION_MODES:
+        raise ConfigError(unknown_choice("ablation mode", mode, ABLATION_MODES),
+                          key="ablate.mode")
+    for key, values in ablate.items():
+        if not known_key(key) or "." not in key:
+            raise ConfigError(
+                f"an axis must be a dotted key of the configuration; "
+                f"{unknown_choice('key', key, all_keys())}",
+                key=f"ablate.{key}",
+            )
+        if not isinstance(values, list) or not values:
+            raise ConfigError("an axis needs a non-empty list of values", key=f"ablate.{key}")
+    if "ablate" in ablate:
+        raise ConfigError("nested 'ablate'", key="ablate")
+    return mode, ablate
+
+
+def check_run_config(config: dict[str, Any], variant: dict[str, Any] | None = None) -> None:
+    """Everything that can be known before training: sections, model names and combinations,
+    and the rules that tie task and model together (the leak guard)."""
+    where = f" (in the variant {variant})" if variant else ""
+    try:
+        validate_sections({k: v for k, v in config.items() if k != "ablate"})
+        model = resolve_model(config)
+        task, objective = config["task"]["name"], config["task"]["objective"]
+        supplies_prefix = (task == "lm" and objective == "prefix") or (
+            task == "translation" and model.arch == "decoder"
+        )
+        model.validate(task_supplies_prefix=supplies_prefix)
+        if task == "lm":
+            _check_lm(config, model)
+        else:
+            _check_translation(config, model)
+    except ConfigError as error:
+        if where and where not in error.detail:
+            raise ConfigError(error.detail + where, key=error.key, source=error.source) from None
+        raise
+
+
+def resolve_model(config: dict[str, Any], vocab_size: int | None = None) -> ModelConfig:
+    """The run's `ModelConfig`: the YAML's fields, with the vocabulary size from the tokenizer
+    and, when `model.max_len` is null, the longest sequence the task trains on (so a learned
+    table is exactly as long as training needs, and extrapolation beyond it is visible)."""
+    values = dict(config["model"])
+    if vocab_size is not None:
+        values["vocab_size"] = vocab_size
+    if values.get("max_len") is None:
+        data = config["data"]
+        if config["task"]["name"] == "lm":
+            values["max_len"] = data["context"]
+        elif values.get("arch") == "decoder":
+            values["max_len"] = 2 * data["max_len"] + 3  # source, separator, target, eos
+        else:
+            values["max_len"] = data["max_len"] + 2  # bos and eos
+    return ModelConfig.from_dict(values)
+
+
+def _check_lm(config: dict[str, Any], model: ModelConfig) -> None:
+    objective = config["task"]["objective"]
+    mask = model.resolved_mask_name()
+    if model.arch == "encoder_decoder":
+        raise ConfigError("language modelling uses one stack: allowed arch: decoder, encoder",
+                          key="model.arch")
+    if objective in ("causal", "prefix") and mask == "bidirectional" and not config["task"][
+        "allow_future_leak"
+    ]:
+        raise ConfigError(
+            f"the {objective} objective with a bidirectional mask lets every position see the "
+            "token it must predict, so the loss measures copying, not modelling. Use "
+            "model.mask: causal (or prefix), the 'masked' objective, or set "
+            "task.allow_future_leak: true to demonstrate exactly that leak",
+            key="model.mask",
+        )
+    if objective == "masked" and not 0.0 < config["task"]["mask_prob"] < 1.0:
+        raise ConfigError("must be in (0, 1)", key="task.mask_prob")
+    context = config["data"]["context"]
+    max_len = model.max_len
+    if model.variant("position")[0] == "learned" and max_len is not None and context > max_len:
+        raise ConfigError(
+            f"data.context ({context}) is longer than the learned position table "
+            f"(model.max_len = {max_len}); raise model.max_len or shorten the context",
+            key="data.context",
+        )
+    for multiplier in config["eval"]["context_multipliers"]:
+        if not isinstance(multiplier, (int, float)) or multiplier <= 0:
+            raise ConfigError(f"expected positive numbers, got {multiplier!r}",
+                              key="eval.context_multipliers")
+
+
+def _check_translation(config: dict[str, Any], model: ModelConfig) -> None:
+    if model.arch == "encoder":
+        raise ConfigError(
+            "translation needs a model that generates: allowed arch: encoder_decoder, decoder",
+            key="model.arch",
+        )
+    if model.resolved_mask_name() == "bidirectional":
+        raise ConfigError("a generating model needs a causal or prefix mask", key="model.mask")
+    if config["task"]["objective"] != "causal":
+        raise ConfigError("translation has one objective; remove task.objective",
+                          key="task.objective")

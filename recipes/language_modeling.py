@@ -1,0 +1,186 @@
+"""The `LanguageModeling` task: causal, masked (BERT) or prefix-LM objective on one stream.
+
+Evaluation runs at several context lengths (1×, 2×, 4× the training context by default) and
+records `val/loss@2x` etc.; a variant that cannot represent the longer context (a learned
+position table) is recorded as not applicable, never crashed.
+"""
+
+from __future__ import annotations
+
+import math
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torchmetrics.aggregation import MeanMetric
+
+from .batches import EvalWindows, LMStream, TrainWindows
+from .data import PreparedData
+from .experiment import resolve_model
+from .task import Task, step_generator
+from .tokenization import N_SPECIAL
+
+
+def multiplier_label(multiplier: float) -> str:
+    return f"{multiplier:g}x"
+
+
+class LMData(L.LightningDataModule):
+    """Training windows, plus one validation loader per applicable context multiplier."""
+
+    def __init__(self, config: dict, data: PreparedData, *, seed: int, start_step: int = 0,
+                 max_positions: int | None = None):
+        super().__init__()
+        self.config, self.data, self.seed, self.start_step = config, data, seed, start_step
+        section = config["data"]
+        self.context, self.batch_size = int(section["context"]), int(section["batch_size"])
+        tokenizer = data.tokenizer
+        self.streams = {split: LMStream.from_split(data.corpus.splits[split], tokenizer)
+                        for split in ("train", "validation", "test")}
+        self.streams["train"].check(self.context, "train split")
+        self.eval_contexts: list[tuple[str, int]] = []
+        self.not_applicable: list[str] = []
+        for multiplier in config["eval"]["context_multipliers"]:
+            label, length = multiplier_label(multiplier), int(round(self.context * multiplier))
+            fits = len(self.streams["validation"]) >= length + 1
+            if (max_positions is not None and length > max_positions) or not fits:
+                self.not_applicable.append(label)
+            else:
+                self.eval_contexts.append((label, length))
+
+    def train_dataloader(self):
+        return TrainWindows(
+            self.streams["train"], context=self.context, batch_size=self.batch_size,
+            seed=self.seed, start_step=self.start_step,
+            total_steps=int(self.config["train"]["steps"]),
+        ).loader()
+
+    def _eval(self, split: str, length: int):
+        return EvalWindows(self.streams[split], context=length, batch_size=self.batch_size,
+                           max_batches=int(self.config["eval"]["batches"])).loader()
+
+    def val_dataloader(self):
+        return [self._eval("validation", length) for _, length in self.eval_contexts]
+
+    def test_dataloader(self):
+        return self._eval("test", self.context)
+
+
+class LanguageModeling(Task):
+    """Next-token (causal), masked-token (BERT's 80/10/10 at `mask_prob`) or prefix-LM loss."""
+
+    def __init__(self, config: dict, data: PreparedData, *, seed: int = 0):
+        self.objective = config["task"]["objective"]
+        model_config = resolve_model(config, vocab_size=data.tokenizer.vocab_size)
+        super().__init__(config, model_config, seed=seed,
+                         task_supplies_prefix=self.objective == "prefix")
+        tokenizer = data.tokenizer
+        self.mask_id, self.vocab_size = tokenizer.mask_id, tokenizer.vocab_size
+        self.mask_prob = float(config["task"]["mask_prob"])
+        self.chars_per_token = data.chars_per_token
+        self.eval_labels: list[str] = []
+        self.eval_means = torch.nn.ModuleDict()
+        self.uses_prefix_mask = self.model.mask.__class__.__name__ == "PrefixMask"
+
+    def set_eval_labels(self, labels: list[str]) -> None:
+        self.eval_labels = labels
+        self.eval_means = torch.nn.ModuleDict({
+            label.replace(".", "_"): MeanMetric() for label in labels
+        })
+
+    # ------------------------------------------------------------------------- objectives
+    def _prepare(self, tokens: Tensor, generator: torch.Generator | None):
+        """(inputs, targets with -100 where no loss, prefix lengths or None)."""
+        inputs, targets = tokens[:, :-1], tokens[:, 1:]
+        if self.objective == "causal":
+            return inputs, targets, None
+        if self.objective == "prefix":
+            batch, length = inputs.shape
+            if generator is None:  # evaluation: a fixed half-length prefix
+                prefix = torch.full((batch,), max(1, length // 2), dtype=torch.long)
+            else:
+                prefix = torch.randint(1, length, (batch,), generator=generator)
+            prefix = prefix.to(tokens.device)
+            # Loss only where the next token lies beyond the prefix.
+            position = torch.arange(length, device=tokens.device)[None, :]
+            targets = targets.masked_fill(position < prefix[:, None] - 1, -100)
+            return inputs, targets, prefix if self.uses_prefix_mask else None
+        return self._mask_tokens(tokens[:, :-1], generator)
+
+    def _mask_tokens(self, tokens: Tensor, generator: torch.Generator | None):
+        """BERT (Devlin et al. 2019, section 3.1): pick `mask_prob` of positions; of those 80%
+        become [MASK], 10% a random token, 10% stay; the loss is on the picked positions."""
+        device = tokens.device
+        draws = torch.rand(tokens.shape, generator=generator).to(device)
+        action = torch.rand(tokens.shape, generator=generator).to(device)
+        random_tokens = torch.randint(N_SPECIAL, self.vocab_size, tokens.shape,
+                                      generator=generator).to(device)
+        picked = draws < self.mask_prob
+        inputs = torch.where(picked & (action < 0.8), torch.full_like(tokens, self.mask_id),
+                             tokens)
+        inputs = torch.where(picked & (action >= 0.8) & (action < 0.9), random_tokens, inputs)
+        targets = tokens.masked_fill(~picked, -100)
+        return inputs, targets, None
+
+    def _loss(self, tokens: Tensor, generator: torch.Generator | None) -> tuple[Tensor, int]:
+        inputs, targets, prefix = self._prepare(tokens, generator)
+        logits = self.model(inputs, prefix_lengths=prefix)
+        counted = int((targets != -100).sum())
+        loss = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(),
+                               ignore_index=-100)
+        return loss, counted
+
+    def loss(self, batch: dict) -> tuple[Tensor, int]:
+        generator = None if self.objective == "causal" else step_generator(
+            self.seed, self.global_step, "objective")
+        return self._loss(batch["tokens"], generator)
+
+    # ------------------------------------------------------------------------- evaluation
+    def _eval_generator(self, batch_idx: int) -> torch.Generator | None:
+        # Masked evaluation draws the same masks every time, so evaluations compare; the
+        # prefix objective evaluates with a fixed half-length prefix (no randomness).
+        if self.objective != "masked":
+            return None
+        return step_generator(0, batch_idx, "eval-mask")
+
+    def validation_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> None:
+        loss, counted = self._loss(batch["tokens"], self._eval_generator(batch_idx))
+        if counted:
+            label = self.eval_labels[dataloader_idx].replace(".", "_")
+            self.eval_means[label].update(loss.detach(), weight=counted)
+
+    def on_validation_epoch_end(self) -> None:
+        results = {}
+        for label in self.eval_labels:
+            metric = self.eval_means[label.replace(".", "_")]
+            if metric.update_count:
+                results[f"val/loss@{label}"] = metric.compute()
+            metric.reset()
+        if not results:
+            return
+        main = results.get("val/loss@1x", next(iter(results.values())))
+        results["val/loss"] = main
+        results["val/ppl"] = torch.exp(main)
+        results[f"val/{self._bits_name()}"] = main / math.log(2) / self.chars_per_token[
+            "validation"]
+        self.log_dict(results, prog_bar=False)
+        self.log("val_loss", main, prog_bar=True, logger=False)
+
+    def _bits_name(self) -> str:
+        return "bpb" if self.config["data"]["tokenizer"] == "byte" else "bpc"
+
+    def on_test_epoch_start(self) -> None:
+        self.test_mean = MeanMetric().to(self.device)
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        loss, counted = self._loss(batch["tokens"], self._eval_generator(batch_idx))
+        if counted:
+            self.test_mean.update(loss.detach(), weight=counted)
+
+    def on_test_epoch_end(self) -> None:
+        loss = self.test_mean.compute()
+        self.log_dict({
+            "test/loss": loss, "test/ppl": torch.exp(loss),
+            f"test/{self._bits_name()}": loss / math.log(2) / self.chars_per_token["test"],
+        })

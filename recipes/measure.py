@@ -1,0 +1,78 @@
+"""Cost measurements a run records: training throughput and peak memory."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+import lightning as L
+import torch
+
+
+class Throughput(L.Callback):
+    """Training tokens per second, timing only the training steps (not evaluation)."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self.tokens = 0
+        self._started = 0.0
+        self._tokens_before = 0
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx) -> None:
+        self._started = time.perf_counter()
+        self._tokens_before = module.tokens_seen
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
+        self.seconds += time.perf_counter() - self._started
+        self.tokens += module.tokens_seen - self._tokens_before
+
+    @property
+    def tokens_per_s(self) -> float | None:
+        return self.tokens / self.seconds if self.seconds else None
+
+
+def _rss_bytes() -> int:
+    with open(f"/proc/{os.getpid()}/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+class PeakMemory:
+    """Peak memory of a run: the accelerator's allocator peak on a GPU; on the CPU, the peak
+    growth of the process's resident set over the run (sampled every 20 ms), so runs sharing
+    one process are measured separately."""
+
+    def __init__(self, interval: float = 0.02):
+        self.interval = interval
+        self.cuda = torch.cuda.is_available()
+        self._stop = threading.Event()
+        self._peak = 0
+        self._baseline = 0
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> PeakMemory:
+        if self.cuda:
+            torch.cuda.reset_peak_memory_stats()
+        elif os.path.exists("/proc/self/statm"):
+            self._baseline = self._peak = _rss_bytes()
+            self._thread = threading.Thread(target=self._sample, daemon=True)
+            self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._peak = max(self._peak, _rss_bytes())
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._peak = max(self._peak, _rss_bytes())
+
+    @property
+    def megabytes(self) -> float | None:
+        if self.cuda:
+            return torch.cuda.max_memory_allocated() / 2**20
+        if self._thread is None:
+            return None
+        return (self._peak - self._baseline) / 2**20

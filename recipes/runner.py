@@ -1,0 +1,294 @@
+"""The ablation runner: every planned run, trained once, resumable, recorded.
+
+For each run of an experiment: skip it if it already completed (or diverged: it would again);
+reuse it if the same run id completed under another experiment; resume it from its last
+checkpoint if it was interrupted; otherwise train it. A diverged or failed run is recorded and
+the others go on. Ctrl-C (or SIGTERM) checkpoints the current run and stops the command.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import signal
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint, OnExceptionCheckpoint, TQDMProgressBar
+from lightning.pytorch.loggers import CSVLogger
+
+from tzoo.components import ConfigError
+
+from . import rundir
+from .checkpoints import TOKENIZER, save_final
+from .data import prepare_data
+from .experiment import Experiment, RunSpec
+from .language_modeling import LanguageModeling, LMData
+from .measure import PeakMemory, Throughput
+from .quiet import quiet_lightning
+from .task import Diverged
+from .translation import PairsData, Translation
+
+
+class Interrupted(Exception):
+    """The user stopped the command; the current run was checkpointed."""
+
+
+@dataclass
+class RunOutcome:
+    spec: RunSpec
+    run_dir: Path
+    status: str
+    note: str = ""
+
+
+def run_experiment(experiment: Experiment, *, out: str | Path | None = None,
+                   echo=print) -> list[RunOutcome]:
+    """Run (or skip, reuse, resume) every planned run; return what happened to each."""
+    quiet_lightning()
+    runs = experiment.plan()
+    root = Path(out) if out else experiment.runs_dir
+    for config in {id(r.config): r.config for r in runs}.values():
+        prepare_data(config)  # data errors are bad input: fail before anything trains
+    outcomes = []
+    for position, spec in enumerate(runs, 1):
+        run_dir = root / spec.run_id
+        echo(f"[{position}/{len(runs)}] {spec.variant_name} · seed {spec.seed} · {run_dir}")
+        outcome = run_one(spec, run_dir, experiment.name, runs_root=root.parent)
+        echo(f"        {outcome.status}{': ' + outcome.note if outcome.note else ''}")
+        outcomes.append(outcome)
+    return outcomes
+
+
+def run_one(spec: RunSpec, run_dir: Path, experiment: str, *,
+            runs_root: Path | None = None) -> RunOutcome:
+    summary = rundir.read_summary(run_dir)
+    if summary and summary.get("status") in rundir.FINAL_STATUSES:
+        return RunOutcome(spec, run_dir, summary["status"], "already done, skipped")
+    reused = _reuse_elsewhere(spec, run_dir, experiment, runs_root)
+    if reused:
+        return reused
+    return _train(spec, run_dir, experiment)
+
+
+def _reuse_elsewhere(spec: RunSpec, run_dir: Path, experiment: str,
+                     runs_root: Path | None) -> RunOutcome | None:
+    """The same run (same id suffix: same config and seed) completed by another experiment."""
+    if runs_root is None or not runs_root.is_dir():
+        return None
+    digest = spec.run_id.rsplit("-", 1)[-1]
+    for other in sorted(runs_root.glob(f"*/*-s{spec.seed}-{digest}")):
+        if other.resolve() == run_dir.resolve():
+            continue
+        summary = rundir.read_summary(other)
+        if summary and summary.get("status") == "completed":
+            if run_dir.exists():
+                shutil.rmtree(run_dir)
+            shutil.copytree(other, run_dir, ignore=shutil.ignore_patterns("*.ckpt"))
+            summary.update(experiment=experiment, run_id=spec.run_id, variant=spec.variant,
+                           variant_name=spec.variant_name, base_variant=spec.is_base,
+                           reused_from=str(other))
+            rundir.write_json(run_dir / rundir.SUMMARY, summary)
+            return RunOutcome(spec, run_dir, "completed", f"reused from {other}")
+    return None
+
+
+def _resume_point(run_dir: Path, summary: dict | None) -> Path | None:
+    interrupted = run_dir / rundir.INTERRUPTED_CHECKPOINT
+    last = run_dir / rundir.LAST_CHECKPOINT
+    if summary and summary.get("status") == "interrupted" and interrupted.is_file():
+        return interrupted
+    return last if last.is_file() else None
+
+
+def _build(config: dict, spec: RunSpec, start_step: int):
+    data = prepare_data(config)
+    if config["task"]["name"] == "lm":
+        task = LanguageModeling(config, data, seed=spec.seed)
+        datamodule = LMData(config, data, seed=spec.seed, start_step=start_step,
+                            max_positions=task.model.max_positions)
+        task.set_eval_labels([label for label, _ in datamodule.eval_contexts])
+    else:
+        task = Translation(config, data, seed=spec.seed)
+        datamodule = PairsData(config, data, seed=spec.seed, start_step=start_step)
+        task.test_splits = datamodule.test_splits
+    return data, task, datamodule
+
+
+def _logger(config: dict, run_dir: Path):
+    kind = config["train"]["logger"]
+    loggers: list = [CSVLogger(save_dir=str(run_dir), name="", version="",
+                               flush_logs_every_n_steps=1)]
+    if kind == "tensorboard":
+        from lightning.pytorch.loggers import TensorBoardLogger
+
+        loggers.append(TensorBoardLogger(save_dir=str(run_dir), name="tensorboard", version=""))
+    elif kind == "mlflow":
+        from lightning.pytorch.loggers import MLFlowLogger
+
+        loggers.append(MLFlowLogger(experiment_name=config["experiment"],
+                                    run_name=run_dir.name))
+    return loggers
+
+
+def _train(spec: RunSpec, run_dir: Path, experiment: str) -> RunOutcome:
+    config = spec.config
+    train = config["train"]
+    previous = rundir.read_summary(run_dir)
+    resume_from = _resume_point(run_dir, previous)
+    start_step = 0
+    if resume_from is not None:
+        start_step = int(torch.load(resume_from, map_location="cpu", weights_only=True)
+                         ["global_step"])
+        rundir.truncate_metrics(run_dir, start_step)
+    elif run_dir.exists():
+        # A run that never checkpointed: start clean rather than mixing two partial logs.
+        for name in (rundir.METRICS, rundir.SUMMARY):
+            (run_dir / name).unlink(missing_ok=True)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    rundir.write_yaml(run_dir / rundir.CONFIG,
+                      {**config, "seed": spec.seed, "run_id": spec.run_id})
+    summary: dict[str, Any] = {
+        "experiment": experiment, "run_id": spec.run_id, "variant": spec.variant,
+        "variant_name": spec.variant_name, "base_variant": spec.is_base, "seed": spec.seed,
+        "status": "running", "error": None, "metrics": {}, "resumed_from_step": start_step,
+    }
+    rundir.write_json(run_dir / rundir.SUMMARY, summary)
+    if train["threads"]:
+        torch.set_num_threads(int(train["threads"]))
+    L.seed_everything(spec.seed, workers=True, verbose=False)
+    started = time.perf_counter()
+    throughput = Throughput()
+    task = None
+    try:
+        data, task, datamodule = _build(config, spec, start_step)
+        summary.update(params=task.model.num_parameters(), data_fingerprint=data.fingerprint,
+                       tokenizer=data.tokenizer.spec, vocab_size=data.tokenizer.vocab_size)
+        data.tokenizer.save(run_dir / TOKENIZER)
+        if train["compile"]:
+            task.model = torch.compile(task.model)
+        trainer = _trainer(config, run_dir, throughput)
+        with PeakMemory() as memory, _sigterm_as_interrupt():
+            if start_step < int(train["steps"]):
+                _call(trainer.fit, task, datamodule=datamodule,
+                      ckpt_path=str(resume_from) if resume_from else None, weights_only=True)
+            final = _call(trainer.validate, task, datamodule=datamodule, verbose=False)
+            metrics = _floats(final[0] if final else {})
+            if config["eval"]["test"]:
+                tested = _call(trainer.test, task, datamodule=datamodule, verbose=False)
+                for block in tested:
+                    metrics.update(_floats(block))
+        if isinstance(datamodule, LMData):
+            for label in datamodule.not_applicable:
+                metrics[f"val/loss@{label}"] = None
+            summary["not_applicable"] = {
+                f"val/loss@{label}": "the position variant cannot represent this length"
+                for label in datamodule.not_applicable}
+        if isinstance(task, Translation):
+            summary["samples"] = task.samples
+        save_final(run_dir, task.model, task_supplies_prefix=_supplies_prefix(config))
+        summary.update(status="completed", metrics=metrics, steps=int(train["steps"]))
+    except Interrupted:
+        summary.update(status="interrupted", error="stopped by the user; rerun to resume")
+        raise
+    except Diverged as error:
+        summary.update(status="diverged", error=str(error), diverged_at_step=error.step)
+    except ConfigError:
+        raise
+    except Exception as error:  # one run failing must not stop the others
+        (run_dir / "error.log").write_text(traceback.format_exc())
+        summary.update(status="failed", error=f"{type(error).__name__}: {error}")
+    finally:
+        summary.update(
+            wall_s=round(time.perf_counter() - started, 2),
+            tokens_per_s=throughput.tokens_per_s,
+            peak_mem_mb=memory.megabytes if "memory" in locals() else None,
+            versions=rundir.versions(),
+        )
+        summary.setdefault("params", task.model.num_parameters() if task else None)
+        rundir.write_json(run_dir / rundir.SUMMARY, summary)
+    return RunOutcome(spec, run_dir, summary["status"], summary.get("error") or "")
+
+
+def _supplies_prefix(config: dict) -> bool:
+    task = config["task"]
+    return (task["name"] == "lm" and task["objective"] == "prefix") or (
+        task["name"] == "translation" and config["model"].get("arch") == "decoder")
+
+
+def _trainer(config: dict, run_dir: Path, throughput: Throughput) -> L.Trainer:
+    train, evaluation = config["train"], config["eval"]
+    checkpoints = run_dir / "checkpoints"
+    callbacks = [
+        ModelCheckpoint(dirpath=checkpoints, filename="last", monitor=None, save_top_k=1,
+                        every_n_train_steps=int(train["checkpoint_every"]),
+                        enable_version_counter=False),
+        OnExceptionCheckpoint(dirpath=checkpoints, filename="interrupted"),
+        throughput,
+    ]
+    progress = bool(train["progress"])
+    if progress:
+        callbacks.append(TQDMProgressBar(refresh_rate=max(1, int(train["log_every"]))))
+    steps = int(train["steps"])
+    return L.Trainer(
+        max_steps=steps, max_epochs=-1, val_check_interval=min(int(train["val_every"]), steps),
+        check_val_every_n_epoch=None, limit_val_batches=int(evaluation["batches"]),
+        num_sanity_val_steps=0, logger=_logger(config, run_dir), callbacks=callbacks,
+        gradient_clip_val=train["grad_clip"], precision=train["precision"],
+        accelerator=train["accelerator"], devices=train["devices"],
+        enable_progress_bar=progress, enable_model_summary=False,
+        log_every_n_steps=int(train["log_every"]), default_root_dir=str(run_dir),
+        deterministic=False,
+    )
+
+
+def _call(function, *args, **kwargs):
+    """Call a Trainer entry point, turning Lightning's Ctrl-C exit into `Interrupted`."""
+    try:
+        return function(*args, **kwargs)
+    except SystemExit as error:
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # Lightning ignored it
+        raise Interrupted() from error
+
+
+class _sigterm_as_interrupt:
+    """SIGTERM (a scheduler's kill) checkpoints like Ctrl-C does."""
+
+    def __enter__(self):
+        def handler(signum, frame):
+            raise KeyboardInterrupt
+
+        self.previous = signal.getsignal(signal.SIGTERM)
+        if _main_thread():
+            signal.signal(signal.SIGTERM, handler)
+        return self
+
+    def __exit__(self, *exc):
+        if _main_thread():
+            signal.signal(signal.SIGTERM, self.previous)
+
+
+def _main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def _floats(metrics: dict) -> dict[str, float | None]:
+    out = {}
+    for key, value in metrics.items():
+        value = float(value.item() if hasattr(value, "item") else value)
+        out[key] = value if math.isfinite(value) else None
+    return out
+
+
+def exit_code(outcomes: list[RunOutcome]) -> int:
+    return 0 if all(o.status == "completed" for o in outcomes) else 1
+
+
+

@@ -1,0 +1,97 @@
+"""What every task shares: the model, the optimiser, divergence detection, per-layer gradient
+norms, and the random state a checkpoint must carry for an exact resume."""
+
+from __future__ import annotations
+
+import random
+
+import lightning as L
+import torch
+from torch import Tensor
+
+from tzoo.components import build_model
+
+from . import optim
+from .batches import step_seed
+
+
+def step_generator(seed: int, step: int, salt: str) -> torch.Generator:
+    """A generator that depends on (seed, step) only: random choices survive a resume."""
+    return torch.Generator().manual_seed(step_seed(seed, step, salt))
+
+
+class Diverged(RuntimeError):
+    """The training loss became NaN or infinite."""
+
+    def __init__(self, step: int, value: float):
+        self.step = step
+        super().__init__(f"loss became {value} at step {step}")
+
+
+class Task(L.LightningModule):
+    """Base LightningModule: subclasses define `loss(batch)` and the evaluation."""
+
+    def __init__(self, config: dict, model_config, *, seed: int = 0,
+                 task_supplies_prefix: bool = False):
+        super().__init__()
+        self.config, self.seed = config, seed
+        self.model = build_model(model_config, task_supplies_prefix=task_supplies_prefix)
+        self.train_config = config["train"]
+        self.log_every = int(config["train"]["log_every"])
+        self.tokens_seen = 0
+
+    # ----------------------------------------------------------------------------- training
+    def loss(self, batch: dict) -> tuple[Tensor, int]:
+        """(mean loss, number of tokens it was computed on)."""
+        raise NotImplementedError
+
+    def training_step(self, batch: dict, batch_idx: int) -> Tensor:
+        loss, tokens = self.loss(batch)
+        if not torch.isfinite(loss):
+            raise Diverged(self.global_step, float(loss))
+        self.tokens_seen += tokens
+        if self.global_step % self.log_every == 0:
+            self.log("train/loss", loss.detach(), prog_bar=True, on_step=True, on_epoch=False)
+            self.log("lr", self.trainer.optimizers[0].param_groups[0]["lr"], on_step=True,
+                     on_epoch=False)
+        return loss
+
+    def configure_optimizers(self):
+        return optim.configure(self.model, self.train_config)
+
+    def layer_groups(self) -> list[torch.nn.Module]:
+        """The blocks whose gradient norm is logged, in order (encoder first)."""
+        model = self.model
+        if hasattr(model, "stack"):
+            return list(model.stack.blocks)
+        return [*model.encoder.blocks, *model.decoder.blocks]
+
+    def on_before_optimizer_step(self, optimizer) -> None:
+        # Gradient norm per layer, before clipping: the pre-LN vs post-LN story in one plot.
+        if self.global_step % self.log_every:
+            return
+        norms = {}
+        for i, block in enumerate(self.layer_groups()):
+            grads = [p.grad for p in block.parameters() if p.grad is not None]
+            if grads:
+                norms[f"grad_norm/layer_{i}"] = torch.linalg.vector_norm(
+                    torch.stack([torch.linalg.vector_norm(g) for g in grads])
+                )
+        if norms:
+            self.log_dict(norms, on_step=True, on_epoch=False)
+
+    # ----------------------------------------------------------------------------- resume
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["tzoo_rng"] = {
+            "torch": torch.get_rng_state(),
+            "python": list(random.getstate()[1]),
+            "python_version": random.getstate()[0],
+            "tokens_seen": self.tokens_seen,
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        state = checkpoint.get("tzoo_rng")
+        if state:
+            torch.set_rng_state(state["torch"])
+            random.setstate((state["python_version"], tuple(state["python"]), None))
+            self.tokens_seen = int(state["tokens_seen"])

@@ -1,0 +1,78 @@
+"""`build_report`: run directories in, report.md + index.html + PNGs out.
+
+Layout of the output directory::
+
+    report.md      GitHub-flavoured markdown, figures linked as relative PNG paths
+    index.html     the same content, self-contained (figures inlined as data URIs)
+    plots/*.png    comparison figures
+    probes/<variant>/*.png
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import shlex
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from . import sections
+from .document import Block, to_markdown
+from .html_page import to_html
+from .probe_runner import Loader
+from .runs import Run, load_runs
+from .study import StudyInput, resolve_study
+
+REPORT_MD = "report.md"
+INDEX_HTML = "index.html"
+
+
+def default_title(runs: Iterable[Run]) -> str:
+    experiments = sorted({r.experiment for r in runs})
+    return f"Ablation report: {', '.join(experiments)}" if experiments else "Ablation report"
+
+
+def assemble(runs: list[Run], out_dir: Path, *, title: str, command: str,
+             study: StudyInput | None = None, bench: Any = None, probes: bool = True,
+             probe_loader: Loader | None = None) -> list[Block]:
+    """All sections as document blocks (figures are written under `out_dir` on the way)."""
+    generated = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    plot_dir = out_dir / "plots"
+    blocks = sections.header(runs, title, command, generated)
+    blocks += sections.all_results(runs, out_dir, plot_dir)
+    blocks += sections.not_completed(runs)
+    if bench is not None:
+        blocks += sections.bench_section(sections.load_bench(bench))
+    if study is not None:
+        blocks += sections.sweep_section(resolve_study(study), out_dir, plot_dir)
+    if probes:
+        blocks += sections.probes_section(runs, out_dir, out_dir / "probes", probe_loader)
+    blocks += sections.run_list(runs)
+    return blocks
+
+
+def build_report(run_dirs: Iterable[str | Path], out_dir: str | Path, *,
+                 title: str | None = None, command: str | None = None,
+                 study: StudyInput | None = None, bench: Any = None,
+                 probes: bool = True, probe_loader: Loader | None = None) -> Path:
+    """Write report.md, index.html and figures for the runs under `run_dirs`.
+
+    `run_dirs` may name run directories, experiment directories or globs. `command` is shown
+    verbatim in the header (the CLI passes its own command line; default: the equivalent
+    `tzoo report` call). `study`: an optuna.Study, a journal file path, or (path, study name).
+    `bench`: a `tzoo bench` JSON file (or its rows). `probes=False` skips loading checkpoints.
+    Returns the path of report.md.
+    """
+    run_dirs = [str(p) for p in run_dirs]
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    runs = load_runs(run_dirs)
+    title = title or default_title(runs)
+    if command is None:
+        command = shlex.join(["tzoo", "report", *run_dirs, "--out", str(out_dir)])
+    blocks = assemble(runs, out, title=title, command=command, study=study, bench=bench,
+                      probes=probes, probe_loader=probe_loader)
+    report = out / REPORT_MD
+    report.write_text(to_markdown(blocks), encoding="utf-8")
+    (out / INDEX_HTML).write_text(to_html(blocks, out, title), encoding="utf-8")
+    return report

@@ -1,0 +1,59 @@
+"""The `tzoo report` and `tzoo compare` commands, as functions the main CLI calls.
+
+Both return an exit status. Bad input (a path with no run directories) raises
+`ConfigError`, which the main CLI prints without a traceback.
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+
+from tzoo.components.errors import ConfigError
+
+from .build import build_report
+from .compare import compare
+from .probe_runner import safe_name
+from .runs import load_runs
+
+REPORTS_ROOT = Path("reports")
+
+
+def _invocation(fallback: list[str]) -> str:
+    """The command line as typed when run as `tzoo ...`; else the equivalent command."""
+    if sys.argv and Path(sys.argv[0]).name == "tzoo":
+        return shlex.join(["tzoo", *sys.argv[1:]])
+    return shlex.join(fallback)
+
+
+def default_out(paths: list[str]) -> Path:
+    """reports/<experiment>/ (experiments joined with '+' when several are reported together)."""
+    experiments = sorted({run.experiment for run in load_runs(paths)})
+    return REPORTS_ROOT / safe_name("+".join(experiments))
+
+
+def report_command(paths: list[str], out: str | None, title: str | None) -> int:
+    """`tzoo report PATH... [--out DIR] [--title T]`: build the report, print where it is."""
+    if not paths:
+        raise ConfigError("tzoo report needs at least one run or experiment directory")
+    out_dir = Path(out) if out else default_out(paths)
+    argv = ["tzoo", "report", *paths] + (["--out", out] if out else []) + (
+        ["--title", title] if title else [])
+    report = build_report(paths, out_dir, title=title, command=_invocation(argv))
+    print(f"report: {report}")
+    print(f"html:   {report.parent / 'index.html'}")
+    return 0
+
+
+def compare_command(a: str, b: str, markdown_out: str | None) -> int:
+    """`tzoo compare A B [--markdown FILE]`: print the comparison, optionally save markdown."""
+    text, markdown = compare(a, b)
+    print(text, end="")
+    if markdown_out:
+        target = Path(markdown_out)
+        if target.parent and not target.parent.exists():
+            raise ConfigError(f"cannot write '{target}': directory '{target.parent}' is missing")
+        target.write_text(markdown, encoding="utf-8")
+        print(f"markdown: {target}")
+    return 0

@@ -1,0 +1,271 @@
+"""Report figures, drawn with matplotlib's Agg backend straight to PNG files.
+
+Figures are built with `matplotlib.figure.Figure` and an explicit Agg canvas rather than
+pyplot, so plotting never touches global state or needs a display. Every function returns the
+path it wrote, or None when there was nothing to draw (e.g. no @Nx metrics, no grad norms):
+the report then simply has no such figure instead of an empty one.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from matplotlib import colormaps
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from .curves import band, grad_norm_layers, read_curves
+from .direction import direction_word
+from .runs import Run, VariantGroup
+from .stats import metric_values, summarise
+
+DPI = 110
+_AT_MULTIPLE = re.compile(r"^(?P<base>.+)@(?P<mult>[0-9.]+)x$")
+_PALETTE = [
+    "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd",
+    "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
+]
+
+
+def color(index: int) -> str:
+    """The variant's colour: the same index gives the same colour in every figure."""
+    return _PALETTE[index % len(_PALETTE)]
+
+
+def _new(width: float, height: float) -> Figure:
+    fig = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save(fig: Figure, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, format="png")
+    return path
+
+
+def _curves(runs: Sequence[Run]) -> dict[str, dict[str, Any]]:
+    # Cached per run id within one call: a metrics.csv is read once per figure at most.
+    return {r.run_id: read_curves(r.metrics_csv) for r in runs}
+
+
+def loss_curves(groups: Sequence[VariantGroup], path: Path) -> Path | None:
+    """Training and validation loss against step: mean over seeds with a min–max band.
+
+    Runs that did not complete (diverged, interrupted) are drawn as thin dashed lines in their
+    variant's colour: where a run blew up is part of the story.
+    """
+    panels = [("train/loss", "training loss"), ("val/loss", "validation loss")]
+    fig = _new(11, 4.2)
+    axes = fig.subplots(1, 2)
+    drawn = False
+    for gi, group in enumerate(groups):
+        curves = _curves(group.runs)
+        for ax, (metric, _) in zip(axes, panels, strict=True):
+            done = [curves[r.run_id][metric] for r in group.completed
+                    if metric in curves[r.run_id]]
+            b = band(done)
+            if b is not None:
+                label = f"{group.name} (n={b.n})"
+                ax.plot(b.steps, b.mean, color=color(gi), label=label, lw=1.6)
+                if b.n > 1:
+                    ax.fill_between(b.steps, b.low, b.high, color=color(gi), alpha=0.18, lw=0)
+                drawn = True
+            for run in group.runs:
+                series = curves[run.run_id].get(metric)
+                if run.completed or series is None:
+                    continue
+                ax.plot(series.steps, series.values, color=color(gi), lw=0.9, ls="--",
+                        label=f"{run.label} ({run.status})")
+                drawn = True
+    if not drawn:
+        return None
+    for ax, (_, title) in zip(axes, panels, strict=True):
+        ax.set_title(title)
+        ax.set_xlabel("step")
+        ax.set_ylabel("loss")
+        ax.grid(alpha=0.3)
+        if ax.lines:
+            ax.legend(fontsize=7)
+    fig.suptitle("Loss curves (line: mean over seeds; band: min–max)")
+    return _save(fig, path)
+
+
+def final_metrics(groups: Sequence[VariantGroup], metrics: Sequence[str],
+                  path: Path, max_panels: int = 6) -> Path | None:
+    """Final value per variant, one panel per metric: mean with 95% CI bars, seeds as dots.
+
+    The @Nx context-length metrics are left to the extrapolation figure, and variants without
+    any completed value (all seeds failed) get no empty slot; colours still follow the
+    variant's position in `groups` so they match the other figures.
+    """
+    metrics = [m for m in metrics if "@" not in m
+               and any(metric_values(g.runs, m) for g in groups)][:max_panels]
+    shown = [(gi, g) for gi, g in enumerate(groups)
+             if any(metric_values(g.runs, m) for m in metrics)]
+    if not metrics or not shown:
+        return None
+    cols = min(3, len(metrics))
+    rows = math.ceil(len(metrics) / cols)
+    fig = _new(4.2 * cols, 3.4 * rows)
+    axes = np.atleast_1d(fig.subplots(rows, cols)).ravel()
+    for ax, metric in zip(axes, metrics, strict=False):
+        for slot, (gi, group) in enumerate(shown):
+            values = metric_values(group.runs, metric)
+            summary = summarise(values)
+            if summary is None:
+                continue
+            ax.scatter([slot] * len(values), values, s=12, color="0.55", zorder=2)
+            err = None
+            if summary.n > 1:
+                err = [[summary.mean - summary.ci_low], [summary.ci_high - summary.mean]]
+            ax.errorbar([slot], [summary.mean], yerr=err, fmt="o", color=color(gi),
+                        capsize=4, ms=7, zorder=3)
+            if group.is_base:
+                ax.axhline(summary.mean, color=color(gi), ls=":", lw=1)
+        ax.set_xticks(range(len(shown)), [g.name for _, g in shown], rotation=30, ha="right",
+                      fontsize=8)
+        ax.set_title(f"{metric} ({direction_word(metric)})", fontsize=10)
+        ax.grid(alpha=0.3, axis="y")
+    for ax in axes[len(metrics):]:
+        ax.set_visible(False)
+    fig.suptitle("Final metrics (dot: mean; bars: 95% CI; grey: individual seeds)")
+    return _save(fig, path)
+
+
+def extrapolation_metrics(metrics: Sequence[str]) -> dict[str, list[tuple[float, str]]]:
+    """{'val/loss': [(1.0, 'val/loss@1x'), (2.0, 'val/loss@2x'), ...]} from metric names."""
+    found: dict[str, list[tuple[float, str]]] = {}
+    for name in metrics:
+        match = _AT_MULTIPLE.match(name)
+        if match:
+            found.setdefault(match["base"], []).append((float(match["mult"]), name))
+    return {k: sorted(v) for k, v in found.items()}
+
+
+def extrapolation(groups: Sequence[VariantGroup], metrics: Sequence[str],
+                  path: Path) -> Path | None:
+    """Loss against evaluation context length (multiples of the training length).
+
+    A variant whose metric is N/A at some length (null: e.g. learned positions past their
+    table) simply has no point there; its line stops instead of dropping to zero.
+    """
+    families = extrapolation_metrics(metrics)
+    if not families:
+        return None
+    fig = _new(max(6.5, 5.5 * len(families)), 4.2)
+    axes = np.atleast_1d(fig.subplots(1, len(families))).ravel()
+    drawn = False
+    for ax, (base, points) in zip(axes, families.items(), strict=True):
+        for gi, group in enumerate(groups):
+            xs, ys, errs = [], [], []
+            for mult, name in points:
+                summary = summarise(metric_values(group.runs, name))
+                if summary is None:
+                    continue
+                xs.append(mult)
+                ys.append(summary.mean)
+                errs.append(0.0 if summary.n < 2 else summary.std)
+            if xs:
+                ax.errorbar(xs, ys, yerr=errs, marker="o", capsize=3, color=color(gi),
+                            label=group.name)
+                drawn = True
+        ax.set_xscale("log", base=2)
+        mults = [m for m, _ in points]
+        ax.set_xticks(mults, [f"{m:g}×" for m in mults])
+        ax.set_xlabel("evaluation context / training context")
+        ax.set_ylabel(base)
+        ax.set_title(f"{base} vs context length ({direction_word(base)})", fontsize=10)
+        ax.grid(alpha=0.3)
+        if ax.lines:
+            ax.legend(fontsize=8)
+    if not drawn:
+        return None
+    fig.suptitle("Length extrapolation (mean ± std; no point = not applicable)")
+    return _save(fig, path)
+
+
+def grad_norms(groups: Sequence[VariantGroup], path: Path) -> Path | None:
+    """Per-layer gradient norm over training, one panel per variant (mean over seeds)."""
+    panels = []
+    for group in groups:
+        curves = [read_curves(r.metrics_csv) for r in group.completed]
+        layers = sorted({layer for c in curves for layer in grad_norm_layers(c)})
+        if layers:
+            panels.append((group, curves, layers))
+    if not panels:
+        return None
+    cols = min(3, len(panels))
+    rows = math.ceil(len(panels) / cols)
+    fig = _new(4.5 * cols, 3.4 * rows)
+    axes = np.atleast_1d(fig.subplots(rows, cols, sharey=True)).ravel()
+    for ax, (group, curves, layers) in zip(axes, panels, strict=False):
+        n_layers = len(layers)
+        for li, (layer, column) in enumerate(layers):
+            b = band([c[column] for c in curves if column in c])
+            if b is None:
+                continue
+            # Shallow layers dark, deep layers light: depth reads as a gradient.
+            shade = 0.85 * li / max(n_layers - 1, 1)
+            ax.plot(b.steps, b.mean, color=colormaps["viridis"](shade), lw=1.2,
+                    label=f"layer {layer}")
+        ax.set_yscale("log")
+        ax.set_title(group.name, fontsize=10)
+        ax.set_xlabel("step")
+        ax.set_ylabel("grad norm")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, ncol=2)
+    for ax in axes[len(panels):]:
+        ax.set_visible(False)
+    fig.suptitle("Gradient norm per layer (mean over seeds)")
+    return _save(fig, path)
+
+
+def sweep_history(study: Any, path: Path) -> Path | None:
+    """Objective per completed trial and the best value so far."""
+    from optuna.trial import TrialState
+
+    trials = [t for t in study.trials if t.state == TrialState.COMPLETE and t.value is not None]
+    if not trials or len(study.directions) != 1:
+        return None
+    minimise = study.direction.name == "MINIMIZE"
+    numbers = [t.number for t in trials]
+    values = [float(t.value) for t in trials]
+    best = np.minimum.accumulate(values) if minimise else np.maximum.accumulate(values)
+    fig = _new(7, 4)
+    ax = fig.subplots()
+    ax.scatter(numbers, values, s=18, color=color(0), label="trial")
+    ax.step(numbers, best, where="post", color=color(1), label="best so far")
+    ax.set_xlabel("trial")
+    ax.set_ylabel("objective")
+    ax.set_title(f"Optimisation history of '{study.study_name}' "
+                 f"({'minimise' if minimise else 'maximise'})", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def sweep_importances(study: Any, path: Path) -> tuple[Path | None, dict[str, float]]:
+    """fANOVA parameter importances as a horizontal bar chart (and the numbers)."""
+    import optuna
+
+    try:
+        importances = optuna.importance.get_param_importances(study)
+    except (ValueError, RuntimeError):
+        # Too few completed trials, or a single parameter value: nothing to attribute.
+        return None, {}
+    if not importances:
+        return None, {}
+    names = list(importances)[::-1]  # most important on top
+    fig = _new(7, 0.45 * len(names) + 1.5)
+    ax = fig.subplots()
+    ax.barh(names, [importances[n] for n in names], color=color(0))
+    ax.set_xlabel("importance (fANOVA, sums to 1)")
+    ax.set_title("Hyperparameter importances", fontsize=10)
+    ax.grid(alpha=0.3, axis="x")
+    return _save(fig, path), dict(importances)

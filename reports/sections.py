@@ -1,0 +1,421 @@
+"""The report's sections, each a function from loaded data to document blocks.
+
+Nothing here writes files except through the plot and probe functions it calls; `build.py`
+decides where things go and renders the blocks.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from tzoo.components.errors import ConfigError
+
+from . import fmt, plots
+from .direction import better, direction_word
+from .document import Block, Bullets, Code, Heading, Image, Note, Paragraph, Table
+from .probe_runner import Loader, probe_run, safe_name
+from .runs import Run, VariantGroup, group_by_fingerprint, group_by_variant
+from .stats import (
+    TEST_DESCRIPTION,
+    MetricRow,
+    compare_metric,
+    mean_of,
+    metric_names,
+    metric_values,
+    summarise,
+)
+
+STAT_HEADERS = ["variant", "seeds", "mean ± std", "95% CI", "Δ vs base", "p"]
+COST_HEADERS = ["params", "tokens/s", "peak mem (MB)", "wall time"]
+
+
+def _rel(path: Path, root: Path) -> str:
+    return path.relative_to(root).as_posix()
+
+
+# ---------------------------------------------------------------------------------------------
+# header
+
+
+def _versions(runs: Sequence[Run]) -> list[str]:
+    """'torch 2.13.0' per package, or every value with its run count when runs disagree."""
+    values: dict[str, Counter[str]] = {}
+    for run in runs:
+        for key, value in run.versions.items():
+            values.setdefault(key, Counter())[value] += 1
+    lines = []
+    for key, counter in values.items():
+        if len(counter) == 1:
+            lines.append(f"{key} `{next(iter(counter))}`")
+        else:
+            mixed = ", ".join(f"`{v}` ({n} runs)" for v, n in counter.most_common())
+            lines.append(f"{key} {mixed} — mixed")
+    return lines
+
+
+def header(runs: Sequence[Run], title: str, command: str, generated: str) -> list[Block]:
+    """Title, the exact command, experiments, fingerprints and versions."""
+    with_summary = [r for r in runs if r.has_summary]
+    experiments = sorted({r.experiment for r in runs})
+    fingerprints = group_by_fingerprint(with_summary)
+    completed = sum(r.completed for r in runs)
+    items = [
+        f"**Experiment:** {', '.join(f'`{e}`' for e in experiments)}",
+        f"**Runs:** {len(runs)} ({completed} completed, {len(runs) - completed} not)",
+        "**Data fingerprint:** "
+        + (", ".join(f"`{fp}` ({len(rs)} runs)" for fp, rs in fingerprints.items()) or "—"),
+    ]
+    versions = _versions(with_summary)
+    if versions:
+        items.append("**Versions:** " + "; ".join(versions))
+    blocks: list[Block] = [
+        Heading(1, title),
+        Paragraph(f"Generated {generated} by:"),
+        Code(command),
+        Bullets(items),
+    ]
+    if len(fingerprints) > 1:
+        blocks.append(Note(
+            f"**Warning:** these runs were trained on {len(fingerprints)} different data sets "
+            "(data fingerprints differ). Runs with different data are never pooled: each "
+            "fingerprint gets its own tables and plots below, and numbers should not be "
+            "compared across them."
+        ))
+    return blocks
+
+
+# ---------------------------------------------------------------------------------------------
+# results
+
+
+def _seeds(group: VariantGroup, row: MetricRow) -> str:
+    n = row.summary.n if row.summary else 0
+    others = Counter(r.status for r in group.runs if not r.completed)
+    extra = "".join(f" +{count} {status}" for status, count in sorted(others.items()))
+    return f"{n}{extra}"
+
+
+def _best_variant(rows: Sequence[MetricRow], metric: str) -> str | None:
+    best: MetricRow | None = None
+    for row in rows:
+        if row.summary is None:
+            continue
+        if best is None or better(metric, row.summary.mean, best.summary.mean) == -1:
+            best = row
+    return best.variant if best else None
+
+
+def metric_table(groups: Sequence[VariantGroup], metric: str, *, costs: bool) -> Table:
+    """One row per variant: seeds, mean ± std, CI, Δ and p (and cost columns if asked)."""
+    rows = compare_metric(groups, metric)
+    best = _best_variant(rows, metric)
+    table_rows = []
+    for group, row in zip(groups, rows, strict=True):
+        delta, p = fmt.delta(row.delta)
+        name = f"`{row.variant}`" + (" (base)" if row.is_base else "")
+        value = fmt.mean_std(row.summary)
+        if row.variant == best and len(rows) > 1:
+            value = f"**{value}**"
+        line = [name, _seeds(group, row), value, fmt.ci(row.summary), delta, p]
+        if costs:
+            done = group.completed
+            line += [
+                fmt.count(mean_of(r.params for r in done)),
+                fmt.count(mean_of(r.tokens_per_s for r in done)),
+                fmt.num(mean_of(r.peak_mem_mb for r in done), 5, zeros=False),
+                fmt.duration(mean_of(r.wall_s for r in done)),
+            ]
+        table_rows.append(line)
+    headers = STAT_HEADERS + (COST_HEADERS if costs else [])
+    numeric = [False] + [True] * (len(headers) - 1)
+    return Table(headers, table_rows, numeric)
+
+
+def _takeaways(groups: Sequence[VariantGroup], metric: str) -> list[str]:
+    rows = compare_metric(groups, metric)
+    lines = []
+    best = _best_variant(rows, metric)
+    if best is not None and len(rows) > 1:
+        lines.append(f"Best mean `{metric}`: `{best}`.")
+    significant = 0
+    for row in rows:
+        d = row.delta
+        if d is None or d.p_value is None or d.p_value >= 0.05:
+            continue
+        significant += 1
+        verdict = better(metric, d.diff, 0.0)
+        word = {-1: "better", 1: "worse"}.get(verdict or 0, "different")
+        lines.append(
+            f"`{row.variant}` is {word} than the base on `{metric}` "
+            f"({fmt.signed(d.diff)}, p = {fmt.p_value(d.p_value)})."
+        )
+    if lines and not significant and any(r.delta for r in rows):
+        lines.append(f"No difference to the base on `{metric}` is significant at p < 0.05.")
+    return lines
+
+
+def extrapolation_table(groups: Sequence[VariantGroup], names: Sequence[tuple[float, str]],
+                        base: str) -> Table:
+    """One compact row per variant: mean ± std at each evaluation length (N/A shown as such)."""
+    rows = []
+    for group in groups:
+        cells = []
+        for _, name in names:
+            summary = summarise(metric_values(group.runs, name))
+            cells.append(fmt.mean_std(summary) if summary else "n/a")
+        if any(c != "n/a" for c in cells):
+            rows.append([f"`{group.name}`", *cells])
+    headers = ["variant", *(f"`{base}` at {m:g}× context" for m, _ in names)]
+    return Table(headers, rows, [False] + [True] * len(names))
+
+
+def results(runs: Sequence[Run], root: Path, plot_dir: Path, level: int,
+            prefix: str = "") -> list[Block]:
+    """Tables and plots for runs sharing one data fingerprint."""
+    groups = group_by_variant(runs)
+    metrics = metric_names(runs)
+    if not metrics:
+        return [Paragraph("No completed run reported any metric: nothing to compare."),
+                *figures(groups, metrics, root, plot_dir, level, prefix)]
+    # The @Nx context-length metrics get one compact table of their own instead of one
+    # full table each.
+    families = plots.extrapolation_metrics(metrics)
+    plain = [m for m in metrics if "@" not in m] or metrics
+    primary = plain[0]
+    blocks: list[Block] = [Paragraph(
+        "Statistics over completed runs only (non-completed runs are listed in their own "
+        f"section). {TEST_DESCRIPTION}"
+    )]
+    if not any(g.is_base for g in groups):
+        blocks.append(Note("No base variant among these runs: Δ and p are not available."))
+    takeaways = _takeaways(groups, primary)
+    if takeaways:
+        blocks.append(Bullets(takeaways))
+    blocks.append(Heading(level + 1, f"`{primary}` ({direction_word(primary)}) and cost"))
+    blocks.append(metric_table(groups, primary, costs=True))
+    for metric in plain[1:]:
+        blocks.append(Heading(level + 1, f"`{metric}` ({direction_word(metric)})"))
+        blocks.append(metric_table(groups, metric, costs=False))
+    if families:
+        blocks.append(Heading(level + 1, "Length extrapolation"))
+        blocks.append(Paragraph(
+            "Mean ± std over seeds when evaluated on contexts longer than in training; "
+            "n/a: the variant cannot represent that length (e.g. learned positions past "
+            "their table)."
+        ))
+        for base, names in families.items():
+            blocks.append(extrapolation_table(groups, names, base))
+        path = plots.extrapolation(groups, metrics, plot_dir / f"{prefix}extrapolation.png")
+        if path is not None:
+            blocks.append(Image(_rel(path, root), "Length extrapolation",
+                                "Loss against evaluation context length; a line stops where "
+                                "the variant is not applicable."))
+    blocks += figures(groups, metrics, root, plot_dir, level, prefix)
+    return blocks
+
+
+def figures(groups: Sequence[VariantGroup], metrics: Sequence[str], root: Path,
+            plot_dir: Path, level: int, prefix: str) -> list[Block]:
+    """The standard plots; any that has nothing to show is left out, with no empty figure."""
+    made = [
+        ("Loss curves", plots.loss_curves(groups, plot_dir / f"{prefix}loss_curves.png"),
+         "Training and validation loss per variant: mean over seeds, band min–max; dashed "
+         "lines are runs that did not complete."),
+        ("Final metrics", plots.final_metrics(groups, metrics,
+                                              plot_dir / f"{prefix}final_metrics.png"),
+         "Mean per variant with 95% confidence interval; grey dots are individual seeds."),
+        ("Gradient norms", plots.grad_norms(groups, plot_dir / f"{prefix}grad_norms.png"),
+         "Gradient norm of each layer over training, one panel per variant."),
+    ]
+    blocks: list[Block] = []
+    for title, path, caption in made:
+        if path is not None:
+            blocks += [Heading(level + 1, title), Image(_rel(path, root), title, caption)]
+    return blocks
+
+
+def all_results(runs: Sequence[Run], root: Path, plot_dir: Path) -> list[Block]:
+    """Results per data fingerprint (one section when all runs share the data)."""
+    fingerprints = group_by_fingerprint([r for r in runs if r.has_summary])
+    if not fingerprints:
+        return [Heading(2, "Results"), Paragraph("No run has a summary yet.")]
+    if len(fingerprints) == 1:
+        (only,) = fingerprints.values()
+        return [Heading(2, "Results"), *results(only, root, plot_dir, level=2)]
+    blocks: list[Block] = []
+    for i, (fp, group) in enumerate(fingerprints.items(), start=1):
+        blocks.append(Heading(2, f"Results for data `{fp}`"))
+        blocks += results(group, root, plot_dir, level=2, prefix=f"data{i}_")
+    return blocks
+
+
+# ---------------------------------------------------------------------------------------------
+# runs that did not complete, and the full run list
+
+
+def not_completed(runs: Sequence[Run]) -> list[Block]:
+    """Every run that is not 'completed', with its status and reason: never dropped."""
+    bad = [r for r in runs if not r.completed]
+    blocks: list[Block] = [Heading(2, "Runs that did not complete")]
+    if not bad:
+        return [*blocks, Paragraph(f"All {len(runs)} runs completed.")]
+    rows = [
+        [f"`{r.run_id}`", f"`{r.variant_name}`", fmt.num(r.seed, zeros=False), r.status,
+         r.error or "(no reason recorded)", fmt.num(r.steps, 9, zeros=False)]
+        for r in bad
+    ]
+    return [
+        *blocks,
+        Paragraph(f"{len(bad)} of {len(runs)} runs are not in the statistics above:"),
+        Table(["run", "variant", "seed", "status", "reason", "steps"], rows,
+              [False, False, True, False, False, True]),
+    ]
+
+
+def run_list(runs: Sequence[Run]) -> list[Block]:
+    """Appendix: every run with its directory, so any number can be traced back."""
+    rows = [
+        [f"`{r.run_id}`", f"`{r.variant_name}`", fmt.num(r.seed, zeros=False), r.status,
+         fmt.num(r.steps, 9, zeros=False),
+         f"`{r.path}`"]
+        for r in runs
+    ]
+    return [
+        Heading(2, "All runs"),
+        Table(["run", "variant", "seed", "status", "steps", "directory"], rows,
+              [False, False, True, False, True, False]),
+    ]
+
+
+# ---------------------------------------------------------------------------------------------
+# optional inputs: benchmark and sweep
+
+_BENCH_HEADERS = {
+    "variant": "variant",
+    "train_tokens_per_s": "train tokens/s",
+    "peak_mem_mb": "peak mem (MB)",
+    "mfu": "MFU",
+}
+
+
+def load_bench(bench: str | Path | list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows of a `tzoo bench` JSON file (or the rows themselves)."""
+    if isinstance(bench, list):
+        rows = bench
+    else:
+        try:
+            rows = json.loads(Path(bench).read_text())
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"cannot read bench file '{bench}': {exc}") from exc
+    if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+        raise ConfigError(f"bench input '{bench}' is not a list of objects")
+    return rows
+
+
+def _bench_cell(key: str, value: Any) -> str:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return "—" if value is None else f"`{value}`" if key == "variant" else str(value)
+    if key == "mfu":
+        # MFU is a fraction; show it as a percentage (already-percent values pass through).
+        return f"{100 * value:.1f}%" if value <= 1 else f"{value:.1f}%"
+    if "tokens" in key:
+        return fmt.count(value)
+    return fmt.num(float(value), 5, zeros=False)
+
+
+def bench_section(rows: list[dict[str, Any]]) -> list[Block]:
+    """The `tzoo bench` cost table."""
+    keys: list[str] = []
+    for row in rows:
+        keys += [k for k in row if k not in keys]
+    if "variant" in keys:
+        keys.remove("variant")
+        keys.insert(0, "variant")
+    table = Table(
+        [_BENCH_HEADERS.get(k, k) for k in keys],
+        [[_bench_cell(k, row.get(k)) for k in keys] for row in rows],
+        [k != "variant" for k in keys],
+    )
+    return [
+        Heading(2, "Cost benchmark"),
+        Paragraph("Throughput and memory measured by `tzoo bench` (separately from training)."),
+        table,
+    ]
+
+
+def sweep_section(study: Any, root: Path, plot_dir: Path) -> list[Block]:
+    """Optimisation history, parameter importances and the best trial of an Optuna study."""
+    from optuna.trial import TrialState
+
+    complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    blocks: list[Block] = [
+        Heading(2, "Sweep"),
+        Paragraph(f"Optuna study `{study.study_name}`: {len(study.trials)} trials, "
+                  f"{len(complete)} complete."),
+    ]
+    if not complete:
+        return blocks
+    if len(study.directions) == 1:
+        best = study.best_trial
+        blocks.append(Paragraph(f"Best trial #{best.number}: objective {fmt.num(best.value)}."))
+        if best.params:
+            blocks.append(Table(["parameter", "best value"],
+                                [[f"`{k}`", str(v)] for k, v in best.params.items()]))
+    history = plots.sweep_history(study, plot_dir / "sweep_history.png")
+    if history is not None:
+        blocks += [Heading(3, "Optimisation history"),
+                   Image(_rel(history, root), "optimisation history",
+                         "Objective of each completed trial and the best so far.")]
+    path, importances = plots.sweep_importances(study, plot_dir / "sweep_importances.png")
+    if path is not None:
+        blocks += [
+            Heading(3, "Parameter importances"),
+            Image(_rel(path, root), "parameter importances",
+                  "fANOVA importances (optuna.importance.get_param_importances)."),
+            Table(["parameter", "importance"],
+                  [[f"`{k}`", f"{v:.3f}"] for k, v in importances.items()], [False, True]),
+        ]
+    return blocks
+
+
+# ---------------------------------------------------------------------------------------------
+# probes
+
+
+def _probe_target(group: VariantGroup) -> Run | None:
+    """The variant's first completed seed with a checkpoint (else its first completed run)."""
+    done = group.completed
+    return next((r for r in done if r.checkpoint is not None), done[0] if done else None)
+
+
+def probes_section(runs: Sequence[Run], root: Path, probe_dir: Path,
+                   loader: Loader | None = None) -> list[Block]:
+    """Probes on one final checkpoint per variant."""
+    blocks: list[Block] = [
+        Heading(2, "What the models learned (probes)"),
+        Paragraph("Probes on the final checkpoint of one seed per variant (the lowest seed "
+                  "with a checkpoint)."),
+    ]
+    for group in group_by_variant([r for r in runs if r.has_summary]):
+        run = _probe_target(group)
+        if run is None:
+            continue
+        blocks.append(Heading(3, f"`{group.name}` (run `{run.run_id}`)"))
+        for result in probe_run(run, probe_dir / safe_name(group.name), loader):
+            if result.name == "load":
+                blocks.append(Paragraph(f"*{result.skipped}*"))
+                continue
+            blocks.append(Heading(4, result.title))
+            if result.skipped:
+                blocks.append(Paragraph(f"*{result.skipped}*"))
+                continue
+            blocks.append(Paragraph(result.caption))
+            for figure in result.figures:
+                blocks.append(Image(_rel(figure, root), result.title))
+            if result.table is not None:
+                blocks.append(Table(*result.table))
+    return blocks
