@@ -129,7 +129,10 @@ class Attention(nn.Module):
                 scores = scores.masked_fill(~attn_mask, float("-inf"))
             else:
                 scores = scores + attn_mask
-        weights = scores.softmax(dim=-1)
+        # A query that may see no key at all (a left-padded position) attends to nothing, as in
+        # SDPA, instead of spreading NaN to every position (and gradient) through its values.
+        blocked = scores.isneginf().all(dim=-1, keepdim=True)
+        weights = scores.masked_fill(blocked, 0.0).softmax(dim=-1).masked_fill(blocked, 0.0)
         dropped = F.dropout(weights, self.dropout, self.training) if self.dropout else weights
         return dropped @ v, weights
 

@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from .cache import expand_rows
+from .masks import PrefixMask
 from .model import EncoderDecoder, LanguageModel
 
 
@@ -45,6 +46,8 @@ class _Stepper:
             self.prefix_lengths = (
                 None if prefix_lengths is None else expand_rows(prefix_lengths, rows)
             )
+        if use_cache:
+            _check_prefix_covered(model.mask, self.history.shape[1], self.prefix_lengths)
         self.state = None
 
     def first(self) -> Tensor:
@@ -89,6 +92,23 @@ class _Stepper:
                 self.source_padding = self.source_padding.index_select(0, index)
         elif self.prefix_lengths is not None:
             self.prefix_lengths = self.prefix_lengths.index_select(0, index)
+
+
+def _check_prefix_covered(mask, prompt_length: int, prefix_lengths: Tensor | None) -> None:
+    """The cache keeps each position's keys as first computed, so a bidirectional prefix must be
+    complete in the prompt: a generated token inside it would change the earlier positions."""
+    if not isinstance(mask, PrefixMask):
+        return
+    if prefix_lengths is not None:
+        longest = int(prefix_lengths.max()) if prefix_lengths.numel() else 0
+    else:
+        longest = mask.length or 0
+    if longest > prompt_length:
+        raise ValueError(
+            f"the prefix ({longest} tokens) extends past the prompt ({prompt_length} tokens): "
+            "cached generation cannot revise the keys of earlier prefix positions; give a prompt "
+            "that covers the prefix, or use_cache=False"
+        )
 
 
 def _check_model(model) -> None:

@@ -60,6 +60,18 @@ class Experiment:
     axes: dict[str, list[Any]] = field(default_factory=dict)
     mode: str = "one_at_a_time"
     seeds: list[int] = field(default_factory=lambda: [0])
+    #: named axes whose values are labels of override bundles: {axis: {label: {key: value}}}
+    bundles: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+
+    def overrides(self, variant: dict[str, Any]) -> dict[str, Any]:
+        """The dotted-key overrides a variant stands for (bundle labels expanded)."""
+        out: dict[str, Any] = {}
+        for key, value in variant.items():
+            if key in self.bundles:
+                out.update(self.bundles[key][value])
+            else:
+                out[key] = value
+        return out
 
     @property
     def runs_dir(self) -> Path:
@@ -78,14 +90,14 @@ class Experiment:
             variants.append({})
             for key, values in self.axes.items():
                 for value in values:
-                    if value != get_dotted(self.base, key):
+                    if not self._is_base({key: value}):
                         variants.append({key: value})
         runs = []
         for variant in variants:
             config = copy.deepcopy(self.base)
-            for key, value in variant.items():
+            for key, value in self.overrides(variant).items():
                 set_dotted(config, key, value)
-            is_base = all(get_dotted(self.base, k) == v for k, v in variant.items())
+            is_base = self._is_base(variant)
             shown = {} if is_base and self.mode == "one_at_a_time" else variant
             for seed in self.seeds:
                 runs.append(RunSpec(config=config, variant=shown, seed=seed, is_base=is_base))
@@ -93,6 +105,10 @@ class Experiment:
             run.index = index
             run.run_id = run_id(run.config, run.seed, run.variant)
         return runs
+
+
+    def _is_base(self, variant: dict[str, Any]) -> bool:
+        return all(get_dotted(self.base, k) == v for k, v in self.overrides(variant).items())
 
 
 def _short(value: Any) -> str:
@@ -147,12 +163,15 @@ def delete_dotted(config: dict[str, Any], key: str) -> None:
         node.pop(parts[-1], None)
 
 
-def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
-    """`override` wins; mappings merge key by key, except a model variant spec replaces."""
+def deep_merge(base: dict[str, Any], override: dict[str, Any],
+               _path: tuple[str, ...] = ()) -> dict[str, Any]:
+    """`override` wins; mappings merge key by key, except that a model variant spec
+    (`model.position: {name: alibi, ...}`) replaces the base's spec whole."""
     out = copy.deepcopy(base)
     for key, value in override.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict) and "name" not in value:
-            out[key] = deep_merge(out[key], value)
+        variant_spec = _path == ("model",)
+        if isinstance(value, dict) and isinstance(out.get(key), dict) and not variant_spec:
+            out[key] = deep_merge(out[key], value, (*_path, key))
         else:
             out[key] = copy.deepcopy(value)
     return out
@@ -243,14 +262,16 @@ def _validated(raw: dict[str, Any], path: Path | None) -> Experiment:
     seeds = config.get("seeds", [0])
     if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
         raise ConfigError(f"expected a non-empty list of integers, got {seeds!r}", key="seeds")
-    mode, axes = _ablation(ablate)
-    experiment = Experiment(config["experiment"], path, config, axes, mode, list(seeds))
+    mode, axes, bundles = _ablation(ablate)
+    experiment = Experiment(config["experiment"], path, config, axes, mode, list(seeds), bundles)
     for run in experiment.plan():
         check_run_config(run.config, run.variant)
     return experiment
 
 
-def _ablation(ablate: Any) -> tuple[str, dict[str, list[Any]]]:
+def _ablation(ablate: Any) -> tuple[str, dict[str, list[Any]], dict[str, dict]]:
+    """(mode, axes, bundles). An axis is `dotted.key: [values]`, or a named bundle axis
+    `name: {label: {dotted.key: value, ...}, ...}` that varies several keys together."""
     if not isinstance(ablate, dict):
         raise ConfigError("expected a mapping of dotted keys to lists of values", key="ablate")
     ablate = dict(ablate)
@@ -258,7 +279,20 @@ def _ablation(ablate: Any) -> tuple[str, dict[str, list[Any]]]:
     if mode not in ABLATION_MODES:
         raise ConfigError(unknown_choice("ablation mode", mode, ABLATION_MODES),
                           key="ablate.mode")
-    for key, values in ablate.items():
+    bundles: dict[str, dict[str, dict[str, Any]]] = {}
+    for key, values in list(ablate.items()):
+        if "." not in key and isinstance(values, dict):
+            for label, overrides in values.items():
+                if not isinstance(overrides, dict) or not overrides:
+                    raise ConfigError("a bundle maps a label to {dotted.key: value, ...}",
+                                      key=f"ablate.{key}.{label}")
+                for dotted in overrides:
+                    if not known_key(dotted) or "." not in dotted:
+                        raise ConfigError(unknown_choice("key", dotted, all_keys()),
+                                          key=f"ablate.{key}.{label}")
+            bundles[key] = {str(label): dict(o) for label, o in values.items()}
+            ablate[key] = list(bundles[key])
+            continue
         if not known_key(key) or "." not in key:
             raise ConfigError(
                 f"an axis must be a dotted key of the configuration; "
@@ -267,9 +301,7 @@ def _ablation(ablate: Any) -> tuple[str, dict[str, list[Any]]]:
             )
         if not isinstance(values, list) or not values:
             raise ConfigError("an axis needs a non-empty list of values", key=f"ablate.{key}")
-    if "ablate" in ablate:
-        raise ConfigError("nested 'ablate'", key="ablate")
-    return mode, ablate
+    return mode, ablate, bundles
 
 
 def check_run_config(config: dict[str, Any], variant: dict[str, Any] | None = None) -> None:

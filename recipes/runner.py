@@ -13,6 +13,7 @@ import shutil
 import signal
 import time
 import traceback
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,14 @@ from .translation import PairsData, Translation
 
 class Interrupted(Exception):
     """The user stopped the command; the current run was checkpointed."""
+
+
+class EarlyStop(Exception):
+    """Raised by an extra callback to end a run on purpose (a sweep pruning a trial): the run is
+    recorded with `status` (and can be resumed later), then the exception is re-raised so the
+    caller that asked for the stop sees it."""
+
+    status = "stopped"
 
 
 @dataclass
@@ -66,14 +75,17 @@ def run_experiment(experiment: Experiment, *, out: str | Path | None = None,
 
 
 def run_one(spec: RunSpec, run_dir: Path, experiment: str, *,
-            runs_root: Path | None = None) -> RunOutcome:
+            runs_root: Path | None = None,
+            callbacks: Sequence[L.Callback] = ()) -> RunOutcome:
+    """Train one run (or skip / reuse / resume it). `callbacks` are added to the Trainer's own
+    (a sweep's pruning callback); one may raise `EarlyStop` to end the run on purpose."""
     summary = rundir.read_summary(run_dir)
     if summary and summary.get("status") in rundir.FINAL_STATUSES:
         return RunOutcome(spec, run_dir, summary["status"], "already done, skipped")
     reused = _reuse_elsewhere(spec, run_dir, experiment, runs_root)
     if reused:
         return reused
-    return _train(spec, run_dir, experiment)
+    return _train(spec, run_dir, experiment, callbacks)
 
 
 def _reuse_elsewhere(spec: RunSpec, run_dir: Path, experiment: str,
@@ -122,8 +134,9 @@ def _build(config: dict, spec: RunSpec, start_step: int):
 
 def _logger(config: dict, run_dir: Path):
     kind = config["train"]["logger"]
-    loggers: list = [CSVLogger(save_dir=str(run_dir), name="", version="",
-                               flush_logs_every_n_steps=1)]
+    csv_logger = CSVLogger(save_dir=str(run_dir), name="", version="", flush_logs_every_n_steps=1)
+    _keep_previous_metrics(csv_logger, run_dir / rundir.METRICS)
+    loggers: list = [csv_logger]
     if kind == "tensorboard":
         from lightning.pytorch.loggers import TensorBoardLogger
 
@@ -136,7 +149,20 @@ def _logger(config: dict, run_dir: Path):
     return loggers
 
 
-def _train(spec: RunSpec, run_dir: Path, experiment: str) -> RunOutcome:
+def _keep_previous_metrics(logger: CSVLogger, path: Path) -> None:
+    """Lightning's CSV writer deletes an existing metrics.csv when it starts; on resume the
+    (truncated) rows logged before the checkpoint must stay, so put them back."""
+    if not path.is_file():
+        return
+    kept = path.read_text()
+    writer = logger.experiment  # creating the writer deletes the file
+    path.write_text(kept)
+    header = kept.splitlines()[0].split(",") if kept.strip() else []
+    writer.metrics_keys = sorted(key for key in header if key)
+
+
+def _train(spec: RunSpec, run_dir: Path, experiment: str,
+           callbacks: Sequence[L.Callback] = ()) -> RunOutcome:
     config = spec.config
     train = config["train"]
     previous = rundir.read_summary(run_dir)
@@ -145,7 +171,9 @@ def _train(spec: RunSpec, run_dir: Path, experiment: str) -> RunOutcome:
     if resume_from is not None:
         start_step = int(torch.load(resume_from, map_location="cpu", weights_only=True)
                          ["global_step"])
-        rundir.truncate_metrics(run_dir, start_step)
+        # Rows up to step start_step - 1 were logged before the checkpoint; the resumed run
+        # logs step start_step (its first training step) again.
+        rundir.truncate_metrics(run_dir, start_step - 1)
     elif run_dir.exists():
         # A run that never checkpointed: start clean rather than mixing two partial logs.
         for name in (rundir.METRICS, rundir.SUMMARY):
@@ -172,7 +200,7 @@ def _train(spec: RunSpec, run_dir: Path, experiment: str) -> RunOutcome:
         data.tokenizer.save(run_dir / TOKENIZER)
         if train["compile"]:
             task.model = torch.compile(task.model)
-        trainer = _trainer(config, run_dir, throughput)
+        trainer = _trainer(config, run_dir, throughput, callbacks)
         with PeakMemory() as memory, _sigterm_as_interrupt():
             if start_step < int(train["steps"]):
                 _call(trainer.fit, task, datamodule=datamodule,
@@ -198,6 +226,9 @@ def _train(spec: RunSpec, run_dir: Path, experiment: str) -> RunOutcome:
         raise
     except Diverged as error:
         summary.update(status="diverged", error=str(error), diverged_at_step=error.step)
+    except EarlyStop as stop:
+        summary.update(status=stop.status, error=str(stop) or None)
+        raise
     except ConfigError:
         raise
     except Exception as error:  # one run failing must not stop the others
@@ -221,7 +252,8 @@ def _supplies_prefix(config: dict) -> bool:
         task["name"] == "translation" and config["model"].get("arch") == "decoder")
 
 
-def _trainer(config: dict, run_dir: Path, throughput: Throughput) -> L.Trainer:
+def _trainer(config: dict, run_dir: Path, throughput: Throughput,
+             extra: Sequence[L.Callback] = ()) -> L.Trainer:
     train, evaluation = config["train"], config["eval"]
     checkpoints = run_dir / "checkpoints"
     callbacks = [
@@ -230,6 +262,7 @@ def _trainer(config: dict, run_dir: Path, throughput: Throughput) -> L.Trainer:
                         enable_version_counter=False),
         OnExceptionCheckpoint(dirpath=checkpoints, filename="interrupted"),
         throughput,
+        *extra,
     ]
     progress = bool(train["progress"])
     if progress:

@@ -22,7 +22,7 @@ from tzoo.components import EncoderDecoder, beam_search, generate
 from .batches import EvalPairBatches, PairsDataset, TrainPairs
 from .data import PreparedData
 from .experiment import resolve_model
-from .task import Task
+from .task import Task, train_loader
 
 
 def corpus_scores(hypotheses: list[str], references: list[str]) -> dict[str, float]:
@@ -51,11 +51,11 @@ class PairsData(L.LightningDataModule):
         self.test_splits = [s for s in self.pairs if s == "test" or s.startswith("test_")]
 
     def train_dataloader(self):
-        return TrainPairs(
+        steps = int(self.config["train"]["steps"])
+        return train_loader(TrainPairs(
             self.pairs["train"], batch_size=int(self.config["data"]["batch_size"]),
-            pad_id=self.pad_id, seed=self.seed, start_step=self.start_step,
-            total_steps=int(self.config["train"]["steps"]),
-        ).loader()
+            pad_id=self.pad_id, seed=self.seed, start_step=self.start_step, total_steps=steps,
+        ), steps)
 
     def _eval(self, split: str, *, capped: bool):
         # Capped evaluation reads batches in corpus order, so the subset is not biased towards

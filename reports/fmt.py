@@ -25,8 +25,6 @@ def num(value: float | None, digits: int = 4, *, zeros: bool = True) -> str:
         return "nan"
     if math.isinf(value):
         return "inf" if value > 0 else "-inf"
-    if zeros and float(value).is_integer() and abs(value) >= 10**digits:
-        return f"{value:.{digits}g}"  # '#' would print '1.000e+04' style anyway
     return f"{value:#.{digits}g}" if zeros else f"{value:.{digits}g}"
 
 

@@ -37,20 +37,33 @@ def default_loader() -> Loader:
     return load_run
 
 
-def probe_model(model: Any, tokenizer: Any | None, out_dir: Path) -> list[ProbeResult]:
-    """All probes on one model; a probe that crashes becomes a skipped result with the error."""
+def training_context(config: dict[str, Any] | None) -> int | None:
+    """The LM training context (data.context) from a run's config, if it has one."""
+    value = ((config or {}).get("data") or {}).get("context")
+    return value if isinstance(value, int) and value > 1 else None
+
+
+def probe_model(model: Any, tokenizer: Any | None, out_dir: Path, *,
+                context: int | None = None) -> list[ProbeResult]:
+    """All probes on one model; a probe that crashes becomes a skipped result with the error.
+
+    `context` (the training context) caps the probe sequences so that every variant is probed
+    at lengths it was trained on, and their numbers stay comparable.
+    """
     vocab = getattr(tokenizer, "vocab_size", None) if tokenizer is not None else None
+    cap = context or 64
     probes: list[tuple[str, str, Callable[[], ProbeResult]]] = [
         ("attention_maps", "Attention maps",
-         lambda: attention_maps(model, sample_tokens(model, tokenizer), out_dir, tokenizer)),
+         lambda: attention_maps(model, sample_tokens(model, tokenizer, min(24, cap)), out_dir,
+                                tokenizer)),
         ("position_similarity", "Learned position embeddings",
          lambda: position_similarity(model, out_dir)),
         ("induction", "Induction heads",
-         lambda: induction_scores(model, out_dir, vocab_size=vocab)),
+         lambda: induction_scores(model, out_dir, vocab_size=vocab, half=min(32, cap // 2))),
         ("neighbours", "Nearest neighbours of token embeddings",
          lambda: nearest_neighbours(model, tokenizer)),
         ("contextual_drift", "Contextual drift of one token",
-         lambda: contextual_drift(model, out_dir)),
+         lambda: contextual_drift(model, out_dir, tokenizer=tokenizer, length=min(16, cap))),
     ]
     results = []
     for name, title, probe in probes:
@@ -81,4 +94,6 @@ def probe_run(run: Run, out_dir: Path, loader: Loader | None = None) -> list[Pro
     except Exception as exc:  # corrupt or incompatible checkpoint
         return [ProbeResult.skip("load", "Probes",
                                  f"probe skipped: loading failed ({type(exc).__name__}: {exc})")]
-    return probe_model(model, getattr(loaded, "tokenizer", None), out_dir)
+    config = getattr(loaded, "config", None) or run.config
+    return probe_model(model, getattr(loaded, "tokenizer", None), out_dir,
+                       context=training_context(config if isinstance(config, dict) else None))

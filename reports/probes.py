@@ -314,8 +314,9 @@ def nearest_neighbours(model: nn.Module, tokenizer: Any | None = None, *,
 
 
 @torch.no_grad()
-def contextual_drift(model: nn.Module, out_dir: Path, *, target: int | None = None,
-                     contexts: int = 8, length: int = 16, seed: int = 0) -> ProbeResult:
+def contextual_drift(model: nn.Module, out_dir: Path, *, tokenizer: Any | None = None,
+                     target: int | None = None, contexts: int = 8, length: int = 16,
+                     seed: int = 0) -> ProbeResult:
     """How one token's vector changes with its context, layer by layer.
 
     The same token is placed last in several random contexts; per layer we take the mean
@@ -328,7 +329,9 @@ def contextual_drift(model: nn.Module, out_dir: Path, *, target: int | None = No
                                 "return hidden states")
     length = _fit(length, model)
     vocab = int(model.embedding.num_embeddings)
-    target = vocab // 2 if target is None else target
+    if target is None:
+        target = _query_tokens(tokenizer, vocab, 1)[0]
+    label = token_text(tokenizer, target)
     generator = torch.Generator().manual_seed(seed)
     tokens = torch.randint(0, vocab, (contexts, length), generator=generator)
     tokens[:, -1] = target
@@ -357,10 +360,10 @@ def contextual_drift(model: nn.Module, out_dir: Path, *, target: int | None = No
     ax.set_ylim(min(-0.05, min(lows) - 0.05), 1.05)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    ax.set_title(f"Token #{target} in {contexts} random contexts", fontsize=9)
+    ax.set_title(f"Token '{label}' (#{target}) in {contexts} random contexts", fontsize=9)
     path = _save(fig, out_dir / "contextual_drift.png")
     caption = (
-        f"Similarity of token #{target}'s vector across {contexts} contexts: "
+        f"Similarity of token `{label}`'s vector across {contexts} random contexts: "
         f"{means[0]:.2f} at the embedding, {means[-1]:.2f} after the last layer."
     )
     return ProbeResult(name, title, caption, [path],

@@ -126,7 +126,7 @@ def metric_table(groups: Sequence[VariantGroup], metric: str, *, costs: bool) ->
             line += [
                 fmt.count(mean_of(r.params for r in done)),
                 fmt.count(mean_of(r.tokens_per_s for r in done)),
-                fmt.num(mean_of(r.peak_mem_mb for r in done), 5, zeros=False),
+                fmt.num(mean_of(r.peak_mem_mb for r in done), zeros=False),
                 fmt.duration(mean_of(r.wall_s for r in done)),
             ]
         table_rows.append(line)
@@ -324,7 +324,7 @@ def _bench_cell(key: str, value: Any) -> str:
         return f"{100 * value:.1f}%" if value <= 1 else f"{value:.1f}%"
     if "tokens" in key:
         return fmt.count(value)
-    return fmt.num(float(value), 5, zeros=False)
+    return fmt.num(float(value), zeros=False)
 
 
 def bench_section(rows: list[dict[str, Any]]) -> list[Block]:

@@ -1,9 +1,11 @@
 """Who sees whom: causal, prefix and bidirectional masks, through the whole model.
 
 Full cross product of position × placement × residual × feed-forward × attention (mha, gqa, mqa)
-for every mask (270 models per position and mask, a few milliseconds each). The models run in
+for every mask (135 tiny models per position and mask, a few milliseconds each; every
+changed sequence rides in the same batch, so each model runs forward once). The models run in
 float64 with weights drawn at a large scale (and ReZero's α set to 1/2), so that "unchanged"
-can be checked to 1e-9 and "changed" is far above rounding.
+can be checked to 1e-9 and "changed" is far above rounding. One CPU thread: at these sizes
+threads only add synchronisation (and contention on a shared machine).
 """
 
 from __future__ import annotations
@@ -21,6 +23,14 @@ UNCHANGED, CHANGED = 1e-9, 1e-6
 ATTENTIONS = {"mha": "mha", "gqa": {"name": "gqa", "kv_heads": 2}, "mqa": "mqa"}
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 def _attention_spec(name: str):
     return ATTENTIONS.get(name, name)
 
@@ -32,13 +42,14 @@ def _rest() -> list[tuple[str, str, str, str]]:
     ))
 
 
-def _model(position, mask, placement, residual, ffn, attention, arch="decoder"):
+def _model(position, mask, placement, residual, ffn, attention, arch="decoder",
+           task_supplies_prefix=False):
     config = ModelConfig(
         arch=arch, vocab_size=VOCAB, d_model=16, layers=2, heads=4,
         attention=_attention_spec(attention), mask=mask, position=position, max_len=LENGTH,
         placement=placement, residual=residual, ffn=ffn, ffn_mult=2.0,
     )
-    model = build_model(config).double().eval()
+    model = build_model(config, task_supplies_prefix=task_supplies_prefix).double().eval()
     generator = torch.Generator().manual_seed(0)
     with torch.no_grad():
         for name, parameter in model.named_parameters():
@@ -50,25 +61,25 @@ def _model(position, mask, placement, residual, ffn, attention, arch="decoder"):
     return model
 
 
-def _outputs(model, tokens: torch.Tensor) -> torch.Tensor:
-    with torch.no_grad():
-        return model(tokens)
-
-
 def _change_at(tokens: torch.Tensor, t: int) -> torch.Tensor:
     changed = tokens.clone()
     changed[:, t] = (changed[:, t] + 1 + torch.arange(tokens.shape[0])) % VOCAB
     return changed
 
 
-def _difference(model, tokens: torch.Tensor, t: int) -> torch.Tensor:
-    """Per-position largest change of the outputs when token `t` changes: shape (length,)."""
-    before, after = _outputs(model, tokens), _outputs(model, _change_at(tokens, t))
-    return (before - after).abs().amax(dim=(0, 2))
+def _differences(model, tokens: torch.Tensor, changes: list[int], **kwargs) -> torch.Tensor:
+    """(changes, length): how far each position's output moves when token `changes[i]` changes.
+
+    `tokens` is one sequence (1, length); it and its changed copies run as one batch.
+    """
+    batch = torch.cat([tokens] + [_change_at(tokens, t) for t in changes])
+    with torch.no_grad():
+        outputs = model(batch, **kwargs)
+    return (outputs[1:] - outputs[:1]).abs().amax(dim=-1)
 
 
 def _tokens() -> torch.Tensor:
-    return torch.randint(0, VOCAB, (2, LENGTH), generator=torch.Generator().manual_seed(1))
+    return torch.randint(0, VOCAB, (1, LENGTH), generator=torch.Generator().manual_seed(1))
 
 
 @pytest.mark.parametrize("position", POSITIONS.names())
@@ -76,8 +87,8 @@ def test_causal_mask_hides_the_future(position):
     tokens = _tokens()
     for rest in _rest():
         model = _model(position, "causal", *rest)
-        for t in (2, LENGTH - 3):
-            difference = _difference(model, tokens, t)
+        changes = [1, LENGTH // 2, LENGTH - 2]
+        for t, difference in zip(changes, _differences(model, tokens, changes), strict=True):
             where = f"{position}, {rest}, token {t} changed"
             assert difference[:t].max() <= UNCHANGED, f"{where}: the past moved {difference}"
             assert difference[t] > CHANGED, f"{where}: position {t} ignored its own token"
@@ -89,12 +100,11 @@ def test_prefix_mask_is_bidirectional_inside_the_prefix_and_causal_after(positio
     for rest in _rest():
         model = _model(position, {"name": "prefix", "length": PREFIX}, *rest)
         where = f"{position}, {rest}"
-        # A late prefix token is seen by every prefix position, the earliest included.
-        difference = _difference(model, tokens, PREFIX - 1)
-        assert (difference > CHANGED).all(), f"{where}: prefix not bidirectional {difference}"
-        # After the prefix, the future stays hidden (from the prefix too).
         t = PREFIX + 1
-        difference = _difference(model, tokens, t)
+        inside, difference = _differences(model, tokens, [PREFIX - 1, t])
+        # A late prefix token is seen by every position, the earliest prefix one included.
+        assert (inside > CHANGED).all(), f"{where}: prefix not bidirectional {inside}"
+        # After the prefix, the future stays hidden (from the prefix too).
         assert difference[:t].max() <= UNCHANGED, f"{where}: saw the future {difference}"
         assert difference[t:].min() > CHANGED, f"{where}: later positions blind {difference}"
 
@@ -103,16 +113,25 @@ def _bidirectional_position(position: str):
     return {"name": "alibi", "symmetric": True} if position == "alibi" else position
 
 
-@pytest.mark.parametrize("arch", ["decoder", "encoder"])
 @pytest.mark.parametrize("position", [p for p in POSITIONS.names() if p != "none"])
-def test_bidirectional_mask_sees_both_sides(position, arch):
+def test_bidirectional_mask_sees_both_sides(position):
     tokens = _tokens()
-    mask = "bidirectional" if arch == "decoder" else None  # an encoder's default
     for rest in _rest():
-        model = _model(_bidirectional_position(position), mask, *rest, arch=arch)
-        for t in (0, LENGTH // 2, LENGTH - 1):
-            difference = _difference(model, tokens, t)
+        model = _model(_bidirectional_position(position), "bidirectional", *rest)
+        changes = [0, LENGTH // 2, LENGTH - 1]
+        for t, difference in zip(changes, _differences(model, tokens, changes), strict=True):
             assert (difference > CHANGED).all(), f"{position}, {rest}, {t}: {difference}"
+
+
+@pytest.mark.parametrize("position", [p for p in POSITIONS.names() if p != "none"])
+def test_encoder_default_mask_is_bidirectional(position):
+    """An encoder (mask left to the architecture) sees both sides; one block layout suffices:
+    the mask is the same object as the decoder's explicit bidirectional one above."""
+    tokens = _tokens()
+    for placement in PLACEMENTS.names():
+        model = _model(_bidirectional_position(position), None, placement, "add", "gelu", "gqa",
+                       arch="encoder")
+        assert (_differences(model, tokens, [0, LENGTH - 1]) > CHANGED).all()
 
 
 @pytest.mark.parametrize("arch", ["decoder", "encoder"])
@@ -138,13 +157,14 @@ def test_encoder_decoder_refuses_a_bidirectional_decoder():
 
 def test_per_sequence_prefix_lengths():
     """`prefix_lengths` given per sequence: each row's prefix is bidirectional to its own end."""
-    model = _model("rotary", {"name": "prefix"}, "pre", "add", "gelu", "mha")
-    tokens = _tokens()
+    model = _model("rotary", {"name": "prefix"}, "pre", "add", "gelu", "mha",
+                   task_supplies_prefix=True)
+    tokens = _tokens().expand(2, -1)
+    changed = _change_at(tokens, 4)
     lengths = torch.tensor([2, 5])
     with torch.no_grad():
-        before = model(tokens, prefix_lengths=lengths)
-        after = model(_change_at(tokens, 4), prefix_lengths=lengths)
-    difference = (before - after).abs().amax(dim=-1)
+        difference = (model(tokens, prefix_lengths=lengths)
+                      - model(changed, prefix_lengths=lengths)).abs().amax(dim=-1)
     assert difference[0, :4].max() <= UNCHANGED  # row 0: position 4 is past its prefix
     assert (difference[1] > CHANGED).all()  # row 1: position 4 is inside its prefix
 
@@ -153,7 +173,7 @@ def test_causal_encoder_decoder_decoder_hides_future_targets():
     config = ModelConfig(arch="encoder_decoder", vocab_size=VOCAB, d_model=16, layers=2,
                          heads=4, position="rotary")
     model = build_model(config).double().eval()
-    source, target = _tokens(), _tokens()
+    source, target = _tokens(), _tokens().flip(1)
     with torch.no_grad():
         before = model(source, target)
         after = model(source, _change_at(target, 5))

@@ -84,7 +84,7 @@ def test_table_has_means_and_stds(report: Path) -> None:
         losses = [VAL_LOSS[(variant, s)] for s in (0, 1)]
         bleus = [BLEU[(variant, s)] for s in (0, 1)]
         for values in (losses, bleus):
-            expected = f"{statistics.mean(values):.4g} ± {statistics.stdev(values):.4g}"
+            expected = f"{statistics.mean(values):#.4g} ± {statistics.stdev(values):#.4g}"
             assert expected in text, expected
     # The diverged seed (NaN loss) is counted apart, not pooled into the rotary mean.
     assert f"| `{ROTARY}` | 2 +1 diverged |" in _section(text, "Results")
@@ -206,10 +206,10 @@ def test_different_data_fingerprints_are_never_pooled(tmp_path: Path) -> None:
     text = build_report([tmp_path / "mixed"], tmp_path / "out", probes=False).read_text()
     assert "2 different data sets" in text
     assert "Results for data `fp-A`" in text and "Results for data `fp-B`" in text
-    assert f"{statistics.mean([1.0, 1.2]):.4g} ± {statistics.stdev([1.0, 1.2]):.4g}" in text
-    assert f"{statistics.mean([5.0, 5.4]):.4g} ± {statistics.stdev([5.0, 5.4]):.4g}" in text
+    assert f"{statistics.mean([1.0, 1.2]):#.4g} ± {statistics.stdev([1.0, 1.2]):#.4g}" in text
+    assert f"{statistics.mean([5.0, 5.4]):#.4g} ± {statistics.stdev([5.0, 5.4]):#.4g}" in text
     pooled = [1.0, 1.2, 5.0, 5.4]
-    assert f"{statistics.mean(pooled):.4g} ± {statistics.stdev(pooled):.4g}" not in text
+    assert f"{statistics.mean(pooled):#.4g} ± {statistics.stdev(pooled):#.4g}" not in text
 
 
 def test_bench_table(report: Path) -> None:
@@ -259,7 +259,7 @@ def test_compare_names_the_better_side_per_metric(tmp_path: Path) -> None:
             if line.startswith(("val/", "test/"))}
     assert rows["val/loss"].split()[-2] == "small"
     assert rows["test/bleu"].split()[-2] == "large"
-    assert "1.55 ± 0.07071" in text
+    assert "1.550 ± 0.07071" in text
     assert re.search(r"\| `val/loss` \|[^\n]*\| small \|", markdown)
     assert re.search(r"\| `test/bleu` \|[^\n]*\| large \|", markdown)
 

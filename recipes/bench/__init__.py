@@ -1,0 +1,1 @@
+"""`tzoo bench`: what every variant costs."""

@@ -1,0 +1,72 @@
+"""`tzoo sweep SWEEP.yaml [--workers N] [--trials N] [--export best.yaml] [--set KEY=VALUE]`.
+
+Exit 0 when every study has its trials, 1 when the sweep stopped early (too many failed
+trials) or there was nothing to export, 2 on bad input (raised as ConfigError), 130 on Ctrl-C.
+Rerunning the same command continues the studies where they stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import optuna
+from optuna.trial import TrialState
+from tzoo.components.errors import ConfigError
+from tzoo.recipes.runner import Interrupted
+
+from .export import export_best
+from .launch import run_workers
+from .spec import Sweep, load_sweep
+from .storage import StorageSpec
+from .study_data import write_study_json
+from .worker import prepare, work
+
+
+def sweep_command(args: argparse.Namespace) -> int:
+    if args.workers < 1:
+        raise ConfigError(f"expected at least 1 worker, got {args.workers}", key="--workers")
+    sweep = load_sweep(args.sweep, args.set, n_trials=args.trials)
+    storage = prepare(sweep)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    print(f"{sweep.name}: {len(sweep.studies())} study(ies) x {sweep.n_trials} trials · "
+          f"{sweep.sampler.name} sampler, {sweep.pruner.name} pruner · {args.workers} "
+          f"worker(s) · storage {storage.label} · runs in {sweep.runs_dir}", flush=True)
+    code = 0
+    try:
+        if args.workers == 1:
+            code = 1 if work(sweep).stopped else 0
+        else:
+            codes = run_workers(args.sweep, workers=args.workers, trials=args.trials,
+                                overrides=list(args.set))
+            code = max(codes) if any(codes) else 0
+    except (Interrupted, KeyboardInterrupt):
+        print("interrupted: running trials were checkpointed and queued again; run the same "
+              "command to continue", file=sys.stderr)
+        code = 130
+    print(f"study data: {write_study_json(sweep, storage)}")
+    _summary(sweep, storage)
+    if args.export and code != 130:
+        written = export_best(sweep, storage, args.export)
+        for path in written:
+            print(f"best trial exported: {path}  (run it: tzoo run {path})")
+        if not written:
+            print("nothing exported: no study has a completed trial", file=sys.stderr)
+            code = code or 1
+    return code
+
+
+def _summary(sweep: Sweep, storage: StorageSpec) -> None:
+    opened = storage.open()
+    for spec in sweep.studies():
+        study = optuna.load_study(study_name=spec.name, storage=opened)
+        trials = study.get_trials(deepcopy=False)
+        counts = {s: sum(t.state == s for t in trials) for s in TrialState}
+        line = (f"  {spec.name}: {counts[TrialState.COMPLETE]} completed, "
+                f"{counts[TrialState.PRUNED]} pruned, {counts[TrialState.FAIL]} failed")
+        if counts[TrialState.COMPLETE]:
+            best = study.best_trial
+            params = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                               for k, v in best.params.items())
+            line += f"; best {sweep.metric} = {best.value:.4g} (trial {best.number}: {params})"
+        print(line)

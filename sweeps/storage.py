@@ -1,0 +1,87 @@
+"""Where the studies live: Optuna's own storages, chosen by the sweep's `storage:` value.
+
+* unset: a journal file, runs/<sweep>/study.journal (JournalStorage + JournalFileBackend:
+  append-only with a file lock, so several processes, even on several machines sharing the
+  folder, can work on one study);
+* a path: a journal file there (relative to the current directory, like `runs_dir`);
+* a URL: an Optuna database (`sqlite:///sweep.db` for one machine, or any SQLAlchemy URL).
+
+The admission lock serialises "count the trials, then ask for one" across the processes of a
+sweep, so N workers never start more trials than asked for. It is a lock file beside the
+storage (Optuna's NFS-safe open-lock); a remote database has no shared folder, so there the
+count is only approximate (at most one extra trial per worker).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import optuna
+from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock, JournalStorage
+
+JOURNAL = "study.journal"
+#: seconds after which a lock file left by a killed process is broken
+LOCK_GRACE_S = 30
+
+
+@dataclass(frozen=True)
+class StorageSpec:
+    """A resolved `storage:` value: a journal file or a database URL."""
+
+    journal: Path | None = None
+    url: str | None = None
+
+    @property
+    def label(self) -> str:
+        """For messages and study.json: a database password is never shown."""
+        if self.journal is not None:
+            return str(self.journal)
+        return re.sub(r"(://[^:/@]+:)[^@]+@", r"\1***@", self.url or "")
+
+    @property
+    def lock_path(self) -> Path | None:
+        if self.journal is not None:
+            return self.journal
+        if self.url and self.url.startswith("sqlite:///") and ":memory:" not in self.url:
+            return Path(self.url.removeprefix("sqlite:///"))
+        return None
+
+    def open(self) -> optuna.storages.BaseStorage:
+        if self.journal is not None:
+            self.journal.parent.mkdir(parents=True, exist_ok=True)
+            return JournalStorage(JournalFileBackend(str(self.journal)))
+        assert self.url is not None
+        kwargs = {}
+        if self.url.startswith("sqlite"):
+            if self.lock_path is not None:
+                self.lock_path.parent.mkdir(parents=True, exist_ok=True)
+            # SQLite locks the whole file per write; wait for the other workers' writes.
+            kwargs["engine_kwargs"] = {"connect_args": {"timeout": 60}}
+        return optuna.storages.RDBStorage(self.url, **kwargs)
+
+
+def resolve_storage(value: str | None, runs_dir: Path) -> StorageSpec:
+    if value is None:
+        return StorageSpec(journal=runs_dir / JOURNAL)
+    if "://" in value:
+        return StorageSpec(url=value)
+    return StorageSpec(journal=Path(value))
+
+
+@contextlib.contextmanager
+def admission_lock(spec: StorageSpec) -> Iterator[None]:
+    """Hold the sweep's lock (none for a remote database)."""
+    path = spec.lock_path
+    if path is None:
+        yield
+        return
+    lock = JournalFileOpenLock(f"{path}.admit", grace_period=LOCK_GRACE_S)
+    lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()

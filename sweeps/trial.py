@@ -1,0 +1,125 @@
+"""One trial: its parameters become a normal run of the experiment, trained by the runner, and
+the run's outcome becomes the trial's state.
+
+The run directory is runs/<sweep>/<run id>, the id derived from the resolved configuration as
+for any experiment, so `tzoo report runs/<sweep>` reads the trials, and a trial retried after
+its worker died finds (and resumes) the same directory. `trial.json` beside the summary says
+which study and trial numbers trained it.
+
+    run status   ->  trial state
+    completed        COMPLETE, value = the run's final metric
+    pruned           PRUNED (the pruner stopped it)
+    diverged         PRUNED, user_attrs status/reason: it counts toward n_trials and tells the
+                     sampler the region is bad, where FAIL would be ignored and resampled
+    failed           FAIL, with the error as reason
+    interrupted      FAIL, queued again (the run resumes from its checkpoint next time)
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+from tzoo.components.errors import ConfigError, unknown_choice
+from tzoo.recipes import rundir
+from tzoo.recipes.experiment import RunSpec, run_id
+from tzoo.recipes.runner import Interrupted, RunOutcome, run_one
+
+from . import liveness
+from .pruning import PruneOnValidation
+from .spec import StudySpec, Sweep
+
+TRIAL_FILE = "trial.json"
+
+
+@dataclass
+class TrialRun:
+    """A trial's run: the configuration, the run spec and where it lives."""
+
+    spec: RunSpec
+    run_dir: Path
+
+
+def plan_trial(sweep: Sweep, study: StudySpec, values: dict[str, Any],
+               threads: int | None = None) -> TrialRun:
+    config = sweep.trial_config(study, values)
+    if threads and config["train"].get("threads") is None:
+        config["train"]["threads"] = threads  # not part of the run id
+    shown = {key: _rounded(v) for key, v in {**study.fixed, **values}.items()}
+    spec = RunSpec(config=config, variant=shown, seed=sweep.run_seed, is_base=False)
+    spec.run_id = run_id(config, spec.seed, shown)
+    return TrialRun(spec, sweep.runs_dir / spec.run_id)
+
+
+def _rounded(value: Any) -> Any:
+    """Four significant digits in the run's label; the configuration keeps the exact value."""
+    return float(f"{value:.4g}") if isinstance(value, float) else value
+
+
+def run_trial(sweep: Sweep, study_spec: StudySpec, study: optuna.Study, trial: optuna.Trial,
+              *, threads: int | None = None) -> FrozenTrial:
+    """Train the trial's run and tell Optuna how it ended; Ctrl-C re-raises `Interrupted`."""
+    values = {param.key: param.suggest(trial) for param in sweep.space}
+    planned = plan_trial(sweep, study_spec, values, threads)
+    trial.set_user_attr("run_dir", str(planned.run_dir))
+    trial.set_user_attr("run_id", planned.spec.run_id)
+    record_trial(planned.run_dir, study.study_name, trial.number)
+    pruner = PruneOnValidation(trial, sweep.metric)
+    try:
+        with liveness.heartbeat(trial):
+            outcome = run_one(planned.spec, planned.run_dir, sweep.name,
+                              runs_root=sweep.runs_dir.parent, callbacks=[pruner])
+    except optuna.TrialPruned as pruned:
+        return _finish(study, trial, TrialState.PRUNED, "pruned", str(pruned))
+    except Interrupted:
+        frozen = _finish(study, trial, TrialState.FAIL, "interrupted",
+                         "stopped by the user; queued again, the run resumes")
+        liveness.retry(study, frozen)
+        raise
+    except ConfigError as error:  # bad input: every trial would fail the same way
+        _finish(study, trial, TrialState.FAIL, "failed", str(error))
+        raise
+    finally:
+        record_trial(planned.run_dir, study.study_name, trial.number)
+    return _tell(sweep, study, trial, outcome)
+
+
+def _tell(sweep: Sweep, study: optuna.Study, trial: optuna.Trial,
+          outcome: RunOutcome) -> FrozenTrial:
+    if outcome.status == "diverged":
+        return _finish(study, trial, TrialState.PRUNED, "diverged", outcome.note)
+    if outcome.status != "completed":
+        return _finish(study, trial, TrialState.FAIL, outcome.status, outcome.note)
+    metrics = (rundir.read_summary(outcome.run_dir) or {}).get("metrics", {})
+    if sweep.metric not in metrics:
+        _finish(study, trial, TrialState.FAIL, "failed", f"no metric {sweep.metric!r}")
+        raise ConfigError(unknown_choice("metric", sweep.metric, metrics), key="metric",
+                          source=str(sweep.path))
+    value = metrics[sweep.metric]
+    if value is None:  # the runner stores a NaN or infinite metric as null
+        return _finish(study, trial, TrialState.PRUNED, "diverged",
+                       f"{sweep.metric} is not finite")
+    return _finish(study, trial, TrialState.COMPLETE, "completed", "", value=float(value))
+
+
+def _finish(study: optuna.Study, trial: optuna.Trial, state: TrialState, status: str,
+            reason: str, value: float | None = None) -> FrozenTrial:
+    trial.set_user_attr("status", status)
+    trial.set_user_attr("reason", reason)
+    return study.tell(trial, value, state=state)
+
+
+def record_trial(run_dir: Path, study_name: str, number: int) -> None:
+    """trial.json: the study and every trial number that trained this run (a retried trial
+    has a new number but the same run)."""
+    path = run_dir / TRIAL_FILE
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        record = {}
+    numbers = [n for n in record.get("trials", []) if n != number] + [number]
+    rundir.write_json(path, {"study": study_name, "trial": number, "trials": numbers})
