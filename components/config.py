@@ -24,7 +24,7 @@ from .families import (
     POSITIONS,
     RESIDUALS,
 )
-from .registry import Registry, split_spec
+from .registry import Registry, _accepted_arguments, split_spec
 
 Spec = str | dict
 
@@ -40,6 +40,9 @@ VARIANT_FIELDS: dict[str, Registry] = {
     "ffn": FFNS,
     "output": OUTPUTS,
 }
+#: arguments the model passes to variants itself (left out of "its arguments: ..." messages)
+MODEL_SUPPLIED = {"config", "d_model", "heads", "head_dim", "init_std", "causal", "dropout",
+                  "bias", "cross", "mult", "make_norm", "residual", "embedding"}
 
 
 @dataclass
@@ -134,15 +137,24 @@ class ModelConfig:
             except ConfigError as error:
                 raise error.located(key=f"{prefix}.{field_name}") from None
             variant = registry.get(name)
+            accepted = _accepted_arguments(variant)
+            unknown = [a for a in arguments if accepted is not None and a not in accepted]
+            if unknown:  # caught here, before anything is built, with the field named
+                allowed = sorted((accepted or set()) - MODEL_SUPPLIED)
+                raise ConfigError(
+                    f"{registry.family} '{name}' has no argument '{unknown[0]}'; "
+                    f"its arguments: {', '.join(allowed) or '(none)'}",
+                    key=f"{prefix}.{field_name}",
+                )
             check = getattr(variant, "check", None)
             if callable(check):
                 try:
                     check(self, task_supplies_prefix=task_supplies_prefix, **arguments)
                 except ConfigError as error:
                     raise error.located(key=f"{prefix}.{field_name}") from None
-        if self.arch == "encoder_decoder" and self.resolved_mask_name() == "bidirectional":
+        if self.arch == "encoder_decoder" and self.resolved_mask_name() != "causal":
             raise ConfigError(
-                "an encoder-decoder's decoder must not see future targets; allowed masks for it: "
-                "causal, prefix",
+                "an encoder-decoder's decoder must not see future targets (its source is "
+                "already read bidirectionally by the encoder); allowed mask: causal",
                 key=f"{prefix}.mask",
             )

@@ -227,7 +227,8 @@ class LanguageModel(TransformerBase):
     def __init__(self, config: ModelConfig):
         super().__init__(config)
         self.mask: AttentionMask = MASKS.build(config.resolved_mask(), key="model.mask")
-        self.position = self._position(causal=self.mask.causal)
+        # Relative buckets look both ways wherever any query sees a later key (a prefix too).
+        self.position = self._position(causal=isinstance(self.mask, CausalMask))
         self.stack = Stack(config, config.layers)
         self._initialise(residual_sublayers=2 * config.layers)
 

@@ -180,12 +180,22 @@ def deep_merge(base: dict[str, Any], override: dict[str, Any],
 # ---------------------------------------------------------------------------------- loading
 
 
+class _Loader(yaml.SafeLoader):
+    """YAML 1.1 (PyYAML) reads `1e-3` -- an exponent without a dot -- as a string; read it as
+    the number everyone means, in files and in `--set train.lr=1e-4` alike."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."))
+
+
 def read_yaml(path: Path) -> dict[str, Any]:
     """A YAML mapping from `path`, with the line number in any syntax error."""
     if not path.is_file():
         raise ConfigError("file not found", source=str(path))
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader)
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown line"
@@ -220,7 +230,7 @@ def parse_override(text: str) -> tuple[str, Any]:
         raise ConfigError(f"an override must look like KEY=VALUE, got '{text}'", key="--set")
     key, _, raw = text.partition("=")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else None
+        value = yaml.load(raw, Loader=_Loader) if raw.strip() else None
     except yaml.YAMLError:
         value = raw
     return key.strip(), value

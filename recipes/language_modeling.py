@@ -42,7 +42,7 @@ class LMData(L.LightningDataModule):
         self.eval_contexts: list[tuple[str, int]] = []
         self.not_applicable: list[str] = []
         for multiplier in config["eval"]["context_multipliers"]:
-            label, length = multiplier_label(multiplier), int(round(self.context * multiplier))
+            label, length = multiplier_label(multiplier), round(self.context * multiplier)
             fits = len(self.streams["validation"]) >= length + 1
             if (max_positions is not None and length > max_positions) or not fits:
                 self.not_applicable.append(label)
@@ -130,6 +130,9 @@ class LanguageModeling(Task):
         loss = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(),
                                ignore_index=-100)
         return loss, counted
+
+    def batch_tokens(self, batch: dict) -> int:
+        return batch["tokens"][:, :-1].numel()
 
     def loss(self, batch: dict) -> tuple[Tensor, int]:
         generator = None if self.objective == "causal" else step_generator(

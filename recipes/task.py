@@ -69,11 +69,15 @@ class Task(L.LightningModule):
         """(mean loss, number of tokens it was computed on)."""
         raise NotImplementedError
 
+    def batch_tokens(self, batch: dict) -> int:
+        """Tokens the model processes for this batch (throughput counts these)."""
+        raise NotImplementedError
+
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:
-        loss, tokens = self.loss(batch)
+        loss, _ = self.loss(batch)
         if not torch.isfinite(loss):
             raise Diverged(self.global_step, float(loss))
-        self.tokens_seen += tokens
+        self.tokens_seen += self.batch_tokens(batch)
         if self.global_step % self.log_every == 0:
             self.log("train/loss", loss.detach(), prog_bar=True, on_step=True, on_epoch=False)
             self.log("lr", self.trainer.optimizers[0].param_groups[0]["lr"], on_step=True,

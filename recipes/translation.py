@@ -2,8 +2,10 @@
 `source <sep> target` with a causal or a prefix mask (bidirectional over the source).
 
 Validation reports the teacher-forced loss and, on a few batches, greedy-decoded BLEU, chrF and
-exact match; the test splits are decoded with beam search. BLEU and chrF are torchmetrics'
-sacreBLEU-compatible implementations (13a tokenisation, corpus level).
+exact match; the test splits are decoded with beam search. BLEU and chrF are sacreBLEU's own
+corpus scores (BLEU: 13a tokenisation; chrF: character order 6, word order 0, beta 2), not
+torchmetrics', whose `CHRFScore()` is chrF++ (word order 2) by default and, even with word order
+0, averages over all six character orders where sacreBLEU uses the orders a short corpus has.
 """
 
 from __future__ import annotations
@@ -11,11 +13,11 @@ from __future__ import annotations
 from collections import defaultdict
 
 import lightning as L
+import sacrebleu
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torchmetrics.aggregation import MeanMetric
-from torchmetrics.text import CHRFScore, SacreBLEUScore
 
 from tzoo.components import EncoderDecoder, beam_search, generate
 
@@ -29,11 +31,10 @@ def corpus_scores(hypotheses: list[str], references: list[str]) -> dict[str, flo
     """Corpus BLEU and chrF (0–100, as sacreBLEU prints them) and exact match (0–100)."""
     if not hypotheses:
         return {}
-    refs = [[r] for r in references]
-    bleu = SacreBLEUScore(tokenize="13a")(hypotheses, refs)
-    chrf = CHRFScore()(hypotheses, refs)
+    bleu = sacrebleu.corpus_bleu(hypotheses, [references], tokenize="13a").score
+    chrf = sacrebleu.corpus_chrf(hypotheses, [references]).score
     exact = sum(h.strip() == r.strip() for h, r in zip(hypotheses, references, strict=True))
-    return {"bleu": 100 * float(bleu), "chrf": 100 * float(chrf),
+    return {"bleu": float(bleu), "chrf": float(chrf),
             "exact_match": 100 * exact / len(hypotheses)}
 
 
@@ -121,6 +122,9 @@ class Translation(Task):
         loss = F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), ignore_index=-100,
                                label_smoothing=smoothing)
         return loss, int((labels != -100).sum())
+
+    def batch_tokens(self, batch: dict) -> int:
+        return int((batch["source"] != self.pad_id).sum() + (batch["target"] != self.pad_id).sum())
 
     def loss(self, batch: dict) -> tuple[Tensor, int]:
         return self._loss(batch, self.smoothing)

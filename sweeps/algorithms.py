@@ -11,19 +11,32 @@ from __future__ import annotations
 
 import importlib.util
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import optuna
+from optuna.trial import FrozenTrial, TrialState
+
 from tzoo.components.errors import ConfigError, unknown_choice
 
 from .space import Param
 
+
+class AskTellGridSampler(optuna.samplers.GridSampler):
+    """GridSampler ends `study.optimize` once the grid is done by calling `study.stop()`, which
+    raises outside `optimize`; the sweep drives ask/tell and caps n_trials at the grid's size
+    instead."""
+
+    def after_trial(self, study: optuna.Study, trial: FrozenTrial, state: TrialState,
+                    values: Sequence[float] | None) -> None:
+        return None
+
+
 SAMPLERS: dict[str, Callable[..., optuna.samplers.BaseSampler]] = {
     "tpe": optuna.samplers.TPESampler,
     "random": optuna.samplers.RandomSampler,
-    "grid": optuna.samplers.GridSampler,
+    "grid": AskTellGridSampler,
     "cmaes": optuna.samplers.CmaEsSampler,
 }
 PRUNERS: dict[str, Callable[..., optuna.pruners.BasePruner]] = {

@@ -12,6 +12,7 @@ import sys
 
 import optuna
 from optuna.trial import TrialState
+
 from tzoo.components.errors import ConfigError
 from tzoo.recipes.runner import Interrupted
 
@@ -26,9 +27,9 @@ from .worker import prepare, work
 def sweep_command(args: argparse.Namespace) -> int:
     if args.workers < 1:
         raise ConfigError(f"expected at least 1 worker, got {args.workers}", key="--workers")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # our own lines say what happened
     sweep = load_sweep(args.sweep, args.set, n_trials=args.trials)
     storage = prepare(sweep)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
     print(f"{sweep.name}: {len(sweep.studies())} study(ies) x {sweep.n_trials} trials · "
           f"{sweep.sampler.name} sampler, {sweep.pruner.name} pruner · {args.workers} "
           f"worker(s) · storage {storage.label} · runs in {sweep.runs_dir}", flush=True)
@@ -39,11 +40,12 @@ def sweep_command(args: argparse.Namespace) -> int:
         else:
             codes = run_workers(args.sweep, workers=args.workers, trials=args.trials,
                                 overrides=list(args.set))
-            code = max(codes) if any(codes) else 0
+            code = 130 if 130 in codes else max(codes)
     except (Interrupted, KeyboardInterrupt):
+        code = 130
+    if code == 130:
         print("interrupted: running trials were checkpointed and queued again; run the same "
               "command to continue", file=sys.stderr)
-        code = 130
     print(f"study data: {write_study_json(sweep, storage)}")
     _summary(sweep, storage)
     if args.export and code != 130:

@@ -16,6 +16,7 @@ from typing import Any
 import optuna
 import yaml
 from optuna.trial import TrialState
+
 from tzoo.recipes import rundir
 from tzoo.recipes.experiment import set_dotted
 

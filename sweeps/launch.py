@@ -2,15 +2,18 @@
 
 Separate interpreters rather than forked ones: each gets a clean torch (threads set before any
 work), a crash or OOM kill takes one worker, not the sweep, and the command line is the same
-one a user runs by hand on a second machine. Ctrl-C reaches the workers through the terminal's
-process group; each checkpoints its run and queues its trial again.
+one a user runs by hand on a second machine. The workers run in their own sessions and this
+process forwards Ctrl-C (SIGINT) and SIGTERM to them exactly once, so each checkpoints its run
+and queues its trial again (a second signal from the terminal could cut that short).
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 
@@ -33,12 +36,20 @@ def run_workers(sweep: str | Path, *, workers: int, trials: int | None,
     env = {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
     processes = [
         subprocess.Popen(worker_command(sweep, workers=workers, index=i, trials=trials,
-                                        overrides=overrides), env=env)
+                                        overrides=overrides), env=env, start_new_session=True)
         for i in range(workers)
     ]
+
+    def forward(signum: int, frame: object) -> None:
+        for process in processes:
+            if process.poll() is None:
+                process.send_signal(signum)
+
+    handled = (signal.SIGINT, signal.SIGTERM)
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = {s: signal.signal(s, forward) for s in handled} if main_thread else {}
     try:
         return [process.wait() for process in processes]
-    except KeyboardInterrupt:
-        for process in processes:
-            process.wait()  # they got the same Ctrl-C: let them checkpoint and queue again
-        raise
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)

@@ -16,6 +16,7 @@ import math
 import lightning as L
 import optuna
 from lightning.pytorch.trainer.states import TrainerFn
+
 from tzoo.recipes.runner import EarlyStop
 
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import optuna
+
 from tzoo.components.errors import ConfigError, unknown_choice
 from tzoo.recipes.schema import all_keys, known_key
 

@@ -21,6 +21,7 @@ from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
+
 from tzoo.components.errors import ConfigError, unknown_choice
 from tzoo.recipes import rundir
 

@@ -24,6 +24,7 @@ from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
+
 from tzoo.components.errors import ConfigError, unknown_choice
 from tzoo.recipes import rundir
 from tzoo.recipes.experiment import RunSpec, run_id
@@ -47,8 +48,8 @@ class TrialRun:
 def plan_trial(sweep: Sweep, study: StudySpec, values: dict[str, Any],
                threads: int | None = None) -> TrialRun:
     config = sweep.trial_config(study, values)
-    if threads and config["train"].get("threads") is None:
-        config["train"]["threads"] = threads  # not part of the run id
+    if threads:  # this worker's share of the cores; not part of the run id
+        config["train"]["threads"] = min(config["train"].get("threads") or threads, threads)
     shown = {key: _rounded(v) for key, v in {**study.fixed, **values}.items()}
     spec = RunSpec(config=config, variant=shown, seed=sweep.run_seed, is_base=False)
     spec.run_id = run_id(config, spec.seed, shown)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from dataclasses import dataclass, field
 import optuna
 import torch
 from optuna.trial import FrozenTrial, TrialState
+
 from tzoo.components.errors import ConfigError
 from tzoo.recipes.data import prepare_data
 from tzoo.recipes.quiet import quiet_lightning
@@ -150,6 +152,10 @@ def _short(value: object) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
+def _stop(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tzoo.sweeps.worker")
     parser.add_argument("sweep")
@@ -158,6 +164,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--trials", type=int)
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     args = parser.parse_args(argv)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    signal.signal(signal.SIGTERM, _stop)  # between runs too, not only while training
     try:
         sweep = load_sweep(args.sweep, args.set, n_trials=args.trials)
         result = work(sweep, workers=args.workers, index=args.index,

@@ -54,6 +54,8 @@ FACTORS: dict[str, list] = {
 EXPECTED_IMPOSSIBLE = {
     (("mask", "bidirectional"), ("position", "none")),
     (("arch", "encoder_decoder"), ("mask", "bidirectional")),
+    # The decoder of an encoder-decoder is causal: a prefix there would leak target tokens.
+    (("arch", "encoder_decoder"), ("mask", "prefix")),
 }
 
 

@@ -147,12 +147,13 @@ def test_refused_bidirectional_combinations(arch):
                             d_model=16, heads=2))
 
 
-def test_encoder_decoder_refuses_a_bidirectional_decoder():
+@pytest.mark.parametrize("mask", ["bidirectional", {"name": "prefix", "length": 3}])
+def test_encoder_decoder_refuses_a_decoder_that_sees_future_targets(mask):
     with pytest.raises(ConfigError) as error:
-        build_model(ModelConfig(arch="encoder_decoder", mask="bidirectional",
+        build_model(ModelConfig(arch="encoder_decoder", mask=mask,
                                 position="sinusoidal", d_model=16, heads=2))
     assert error.value.key == "model.mask"
-    assert "causal" in str(error.value) and "prefix" in str(error.value)
+    assert "allowed mask: causal" in str(error.value)
 
 
 def test_per_sequence_prefix_lengths():

@@ -91,7 +91,6 @@ def bench_decode(config: dict, *, tokens: int = 512, repeats: int = 3,
     # The full per-step curve (median over rounds) for the plot.
     median_curve = {name: [1e3 * sorted(r["steps"][i] for r in measured)[len(measured) // 2]
                            for i in range(tokens)] for name, measured in rounds.items()}
-    end = str(tokens)
     start_mark = str(64 if tokens >= 64 else marks[0])
     return {
         "tokens": tokens,

@@ -19,9 +19,9 @@ from typing import Any
 import torch
 
 from tzoo.components import build_model
+from tzoo.components.errors import ConfigError
 from tzoo.recipes.data import prepare_data
 from tzoo.recipes.experiment import Experiment, resolve_model
-from tzoo.components.errors import ConfigError
 
 from .memory import step_peak_bytes, tensor_bytes
 from .subjects import build_subject, random_tokens, with_overrides
@@ -46,6 +46,8 @@ def _sweep(named_configs: dict[Any, dict], repeats: int, steps: int, warmup: int
         static = tensor_bytes(subject.model, subject.optimizer)
         out[key] = {
             "step_ms": Stat.of([1e3 * t for t in times[key]]).to_dict(),
+            # per token: comparable across points even where the batch had to round
+            "us_per_token": Stat.of([1e6 * t / subject.mean_tokens for t in times[key]]).to_dict(),
             "tokens_per_step": subject.mean_tokens,
             "batch": int(subject.config["data"]["batch_size"]),
             "peak_mem_mb": None if step_bytes is None else (step_bytes + static) / MB,

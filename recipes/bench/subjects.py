@@ -4,7 +4,7 @@ The training step is exactly what the runner trains with, minus the Trainer: the
 `loss(batch)` (so masked, prefix and translation objectives cost what they cost), backward,
 gradient-norm clipping at `train.grad_clip`, AdamW and its learning-rate schedule from
 `recipes/optim.py`. Batches are the experiment's real ones (`prepare_data` and the task's data
-module, `batch_at(step)`), drawn before timing so data loading is not in the step time (the
+module's training loader), drawn before timing so data loading is not in the step time (the
 `--overhead` mode measures it separately). Inference uses random token ids of the right shape:
 the cost of a dense forward does not depend on the ids, and random ids have no padding.
 """
@@ -101,8 +101,8 @@ class Subject:
 def build_subject(name: str, config: dict[str, Any], seed: int = 0,
                   n_batches: int = N_BATCHES) -> Subject:
     task, module = build_task(config, seed)
-    batch_at = module.train_dataloader().dataset.batch_at
-    batches = [batch_at(step) for step in range(n_batches)]
+    loader = iter(module.train_dataloader())  # the runner's own loader, whatever wraps it
+    batches = [next(loader) for _ in range(n_batches)]
     pad_id = prepare_data(config).tokenizer.pad_id
     configured = optim.configure(task.model, config["train"])
     return Subject(name, config, task, batches, configured["optimizer"],

@@ -46,4 +46,5 @@ def span(stat: dict[str, float] | None, digits: int = 3) -> str:
     """'median (min–max)' from a Stat dict."""
     if not stat:
         return "—"
-    return f"{cell(stat['median'], digits)} ({cell(stat['min'], digits)}–{cell(stat['max'], digits)})"
+    low, high = cell(stat["min"], digits), cell(stat["max"], digits)
+    return f"{cell(stat['median'], digits)} ({low}–{high})"

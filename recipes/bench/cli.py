@@ -1,0 +1,124 @@
+"""`tzoo bench`: what every variant of an experiment costs, and what the suite itself costs.
+
+    tzoo bench EXP.yaml                          # the variants table
+    tzoo bench EXP.yaml --scaling                # + context/depth curves, KV cache per token
+    tzoo bench EXP.yaml --generation             # + cached vs uncached decoding, growing chat
+    tzoo bench EXP.yaml --overhead [--compile]   # + runner vs bare loop, data-loading share
+    tzoo bench EXP.yaml --no-table --overhead    # a mode alone
+
+The variants table goes to `--json` (default runs/<experiment>/bench.json) and `--markdown`
+(default the same path with .md). Its format, which `tzoo report` reads for the cost columns:
+
+    {"experiment": "quickstart",
+     "rows": [{"variant": "base", "params": 113408, "flops_per_token": 1.2e6,
+               "train_tokens_per_s": 51234.0, "prefill_tokens_per_s": 3.1e5,
+               "decode_tokens_per_s": 8000.0, "decode_ms_per_step": 2.0,
+               "peak_mem_mb": 12.3, "mfu": 0.08}, ...],
+     "details": {"base": {"train_tokens_per_s": {"median", "min", "max", "n"}, ...}},
+     "machine": {"matmul_peak": {"gflops": ..., "per_size": {...}}, "threads": 2, ...},
+     "settings": {...}, "command": "tzoo bench ..."}
+
+`rows` holds one flat object per variant (medians; `variant` is the run's variant_name, as in
+the run summaries; `mfu` is a fraction, `peak_mem_mb` in MiB, null where unmeasurable).
+Ranges (min–max over rounds) are under `details`. Every mode also writes its JSON, PNG plots
+and a regenerated README.md to `--plots` (default reports/bench/).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+from tzoo.recipes.experiment import Experiment, load_experiment
+
+from . import tables
+from .plots import generation_plots, scaling_plots
+from .readme import VARIANT_COLUMNS, write_readme
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in text.split(",") if part.strip())
+
+
+def _write_json(path: Path, doc: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc, indent=2, allow_nan=False) + "\n")
+
+
+def _base_config(experiment: Experiment) -> dict[str, Any]:
+    return experiment.plan()[0].config
+
+
+def _table(experiment: Experiment, args: argparse.Namespace, plots: Path,
+           command: str) -> None:
+    from .readme import variants_markdown
+    from .variants import bench_variants
+
+    doc = bench_variants(experiment, repeats=args.repeats, steps=args.steps,
+                         peak_sizes=_ints(getattr(args, "peak_sizes", "1024,1536,2048")))
+    doc["command"] = command
+    json_path = Path(args.json) if args.json else (
+        Path(args.out) if args.out else experiment.runs_dir) / "bench.json"
+    markdown_path = Path(args.markdown) if args.markdown else json_path.with_suffix(".md")
+    _write_json(json_path, doc)
+    markdown_path.parent.mkdir(parents=True, exist_ok=True)
+    markdown_path.write_text(variants_markdown(doc) + "\n")
+    _write_json(plots / "variants.json", doc)
+    keys = [k for k, _ in VARIANT_COLUMNS]
+    print()
+    print(tables.text([h for _, h in VARIANT_COLUMNS],
+                      [[row[k] for k in keys] for row in doc["rows"]]))
+    print(f"\nwrote {json_path} and {markdown_path}")
+
+
+def bench_command(args: argparse.Namespace) -> int:
+    overrides = list(args.set)
+    if getattr(args, "threads", None):
+        overrides.append(f"train.threads={args.threads}")
+    experiment = load_experiment(args.experiment, overrides)
+    plots = Path(getattr(args, "plots", None) or "reports/bench")
+    command = "tzoo bench " + shlex.join(sys.argv[2:] if len(sys.argv) > 2 else
+                                         [args.experiment])
+    if not getattr(args, "no_table", False):
+        _table(experiment, args, plots, command)
+    config = _base_config(experiment)
+    if config["train"].get("threads"):
+        import torch
+
+        torch.set_num_threads(int(config["train"]["threads"]))
+    if getattr(args, "overhead", False):
+        from .overhead import bench_overhead
+        from .readme import overhead_markdown
+
+        doc = bench_overhead(config, steps=args.overhead_steps, repeats=args.repeats,
+                             compile=args.compile)
+        doc["command"] = command
+        _write_json(plots / "overhead.json", doc)
+        print("\n" + overhead_markdown(doc))
+    if getattr(args, "generation", False):
+        from .generation import bench_chat, bench_decode
+        from .readme import generation_markdown
+
+        doc = {"decode": bench_decode(config, tokens=args.gen_tokens, repeats=args.repeats),
+               "chat": bench_chat(config, turns=args.chat_turns, repeats=args.repeats),
+               "command": command}
+        _write_json(plots / "generation.json", doc)
+        generation_plots(doc["decode"], doc["chat"], plots)
+        print("\n" + generation_markdown(doc))
+    if args.scaling:
+        from .readme import scaling_markdown
+        from .scaling import bench_scaling
+
+        doc = bench_scaling(experiment, contexts=_ints(args.contexts),
+                            depths=_ints(args.depths), repeats=args.repeats)
+        doc["command"] = command
+        _write_json(plots / "scaling.json", doc)
+        scaling_plots(doc, plots)
+        print("\n" + scaling_markdown(doc))
+    readme = write_readme(plots)
+    print(f"\nplots and {readme} in {plots}/")
+    return 0

@@ -1,0 +1,47 @@
+"""Shared fixtures: a tiny, fast experiment and a helper that writes YAML files."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+#: a language model small enough to train 20 steps in well under a second on one CPU core
+TINY: dict[str, Any] = {
+    "experiment": "tiny",
+    "task": {"name": "lm", "objective": "causal"},
+    "data": {
+        "corpus": "synthetic:copy",
+        "options": {"vocab": 8, "length": 8,
+                    "samples": {"train": 200, "validation": 20, "test": 20, "test_long": 10}},
+        "context": 32,
+        "batch_size": 8,
+    },
+    "model": {"d_model": 16, "layers": 1, "heads": 2, "position": "rotary"},
+    "train": {"steps": 20, "warmup": 2, "val_every": 10, "checkpoint_every": 10,
+              "log_every": 1, "progress": False, "accelerator": "cpu", "devices": 1},
+    "eval": {"batches": 2, "context_multipliers": [1], "test_batches": 2},
+}
+
+
+@pytest.fixture
+def tiny() -> dict[str, Any]:
+    """A fresh copy of the tiny experiment, to modify freely."""
+    return copy.deepcopy(TINY)
+
+
+@pytest.fixture
+def write_yaml(tmp_path: Path):
+    """write_yaml(name, data_or_text) -> the path of a YAML file under tmp_path."""
+
+    def write(name: str, content: dict[str, Any] | str) -> Path:
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        text = content if isinstance(content, str) else yaml.safe_dump(content, sort_keys=False)
+        path.write_text(text)
+        return path
+
+    return write

@@ -1,0 +1,163 @@
+"""The ablation runner end to end on tiny runs: resume after SIGKILL, skipping completed runs,
+divergence, determinism, and extrapolation marked not applicable."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import torch
+
+from tzoo.cli import main
+
+
+@pytest.fixture(autouse=True)
+def _restore_threads():
+    """`train.threads` sets torch's thread count for the process; put it back afterwards."""
+    previous = torch.get_num_threads()
+    yield
+    torch.set_num_threads(previous)
+
+
+def _summaries(out: Path) -> dict[str, dict]:
+    return {p.parent.name: json.loads(p.read_text()) for p in sorted(out.glob("*/summary.json"))}
+
+
+def _metric_rows(run_dir: Path) -> list[dict[str, str]]:
+    with (run_dir / "metrics.csv").open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+# ------------------------------------------------------------------------ resume
+
+
+def test_sigkill_mid_training_then_resume_matches_uninterrupted(tiny, write_yaml, tmp_path):
+    """Tolerance: exact (0.0). Batches, masks and the RNG are functions of (seed, step) or are
+    restored from the checkpoint, so a resumed CPU run computes bit for bit the same."""
+    tiny["train"].update(steps=150, val_every=40, checkpoint_every=10, threads=1)
+    path = write_yaml("resume.yaml", tiny)
+    killed_out = tmp_path / "killed" / "runs"  # separate parents: no reuse between the two
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tzoo.cli", "run", str(path), "--out", str(killed_out)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    try:
+        deadline = time.monotonic() + 120
+        while not list(killed_out.glob("*/checkpoints/last.ckpt")):
+            assert process.poll() is None, "the run ended before it checkpointed"
+            assert time.monotonic() < deadline, "no checkpoint within 120 s"
+            time.sleep(0.01)
+        process.send_signal(signal.SIGKILL)
+    finally:
+        process.kill()
+        process.wait()
+    (run_dir,) = killed_out.iterdir()
+    assert json.loads((run_dir / "summary.json").read_text())["status"] == "running"
+    assert not (run_dir / "checkpoints" / "final.pt").exists()  # really killed mid-training
+
+    assert main(["run", str(path), "--out", str(killed_out)]) == 0
+    resumed = _summaries(killed_out)[run_dir.name]
+    assert resumed["status"] == "completed"
+    assert 10 <= resumed["resumed_from_step"] < 150
+
+    fresh_out = tmp_path / "fresh" / "runs"
+    assert main(["run", str(path), "--out", str(fresh_out)]) == 0
+    fresh = _summaries(fresh_out)[run_dir.name]
+    assert fresh["resumed_from_step"] == 0
+    assert resumed["metrics"] == fresh["metrics"]  # exact
+
+    # the training curve is whole: every step once, none twice, nothing lost at the seam
+    rows = _metric_rows(run_dir)
+    train_steps = [int(r["step"]) for r in rows if r["train/loss"]]
+    assert sorted(train_steps) == list(range(150))
+    val_steps = Counter(int(r["step"]) for r in rows if r["val/loss"])
+    assert all(count <= 2 for count in val_steps.values())  # periodic + the final validate
+    fresh_rows = _metric_rows(fresh_out / run_dir.name)
+    assert [r["train/loss"] for r in rows] == [r["train/loss"] for r in fresh_rows]
+
+
+def test_completed_experiment_rerun_trains_nothing(tiny, write_yaml, tmp_path, capsys):
+    tiny["ablate"] = {"model.position": ["alibi"]}
+    path = write_yaml("done.yaml", tiny)
+    out = tmp_path / "runs"
+    assert main(["run", str(path), "--out", str(out)]) == 0
+    before = {p: p.read_bytes() for p in out.glob("*/*") if p.is_file()}
+    assert len(_summaries(out)) == 2
+    capsys.readouterr()
+    started = time.perf_counter()
+    assert main(["run", str(path), "--out", str(out)]) == 0
+    elapsed = time.perf_counter() - started
+    printed = capsys.readouterr().out
+    assert printed.count("already done, skipped") == 2
+    assert elapsed < 5, f"a rerun of completed runs took {elapsed:.1f}s"
+    after = {p: p.read_bytes() for p in out.glob("*/*") if p.is_file()}
+    assert after == before  # summary.json, metrics.csv, config.yaml untouched
+
+
+# ------------------------------------------------------------------------ divergence
+
+
+def test_diverging_variant_is_recorded_and_others_complete(tiny, write_yaml, tmp_path, capsys):
+    tiny["train"]["grad_clip"] = None
+    tiny["ablate"] = {"train.lr": [1e4], "model.position": ["alibi"]}
+    out = tmp_path / "runs"
+    assert main(["run", str(write_yaml("nan.yaml", tiny)), "--out", str(out)]) == 1
+    assert "diverged" in capsys.readouterr().out
+    by_variant = {s["variant_name"]: s for s in _summaries(out).values()}
+    assert set(by_variant) == {"base", "train.lr=10000.0", "model.position=alibi"}
+    diverged = by_variant.pop("train.lr=10000.0")
+    assert diverged["status"] == "diverged"
+    assert isinstance(diverged["diverged_at_step"], int) and diverged["diverged_at_step"] < 20
+    assert f"at step {diverged['diverged_at_step']}" in diverged["error"]
+    for summary in by_variant.values():
+        assert summary["status"] == "completed" and summary["metrics"]["val/loss"] > 0
+    # a diverged run is final: rerunning does not train it again
+    assert main(["run", str(write_yaml("nan.yaml", tiny)), "--out", str(out)]) == 1
+    assert capsys.readouterr().out.count("already done, skipped") == 3
+
+
+# ------------------------------------------------------------------------ determinism
+
+
+def test_same_config_and_seed_give_identical_metrics(tiny, write_yaml, tmp_path):
+    tiny["seeds"] = [0, 1]
+    path = write_yaml("twice.yaml", tiny)
+    one, two = tmp_path / "one" / "runs", tmp_path / "two" / "runs"
+    assert main(["run", str(path), "--out", str(one)]) == 0
+    assert main(["run", str(path), "--out", str(two)]) == 0
+    first, second = _summaries(one), _summaries(two)
+    assert set(first) == set(second) and len(first) == 2
+    for run_id, summary in first.items():
+        assert "reused_from" not in second[run_id]
+        assert summary["metrics"] == second[run_id]["metrics"]
+        assert summary["data_fingerprint"] == second[run_id]["data_fingerprint"]
+    seed0, seed1 = (s["metrics"]["val/loss"] for s in first.values())
+    assert seed0 != seed1
+
+
+# ------------------------------------------------------------------------ extrapolation
+
+
+def test_extrapolation_learned_positions_not_applicable(tiny, write_yaml, tmp_path):
+    tiny["eval"]["context_multipliers"] = [1, 2]
+    tiny["eval"]["test"] = False
+    tiny["ablate"] = {"model.position": ["learned"]}
+    out = tmp_path / "runs"
+    assert main(["run", str(write_yaml("extrapolate.yaml", tiny)), "--out", str(out)]) == 0
+    by_position = {s["variant_name"]: s for s in _summaries(out).values()}
+    learned = by_position["model.position=learned"]
+    assert learned["metrics"]["val/loss@2x"] is None
+    assert "val/loss@2x" in learned["not_applicable"]
+    assert "cannot represent" in learned["not_applicable"]["val/loss@2x"]
+    assert isinstance(learned["metrics"]["val/loss@1x"], float)
+    rotary = by_position["base"]
+    assert isinstance(rotary["metrics"]["val/loss@2x"], float)
+    assert rotary["not_applicable"] == {}
