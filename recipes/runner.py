@@ -185,6 +185,7 @@ def _train(spec: RunSpec, run_dir: Path, experiment: str,
         "experiment": experiment, "run_id": spec.run_id, "variant": spec.variant,
         "variant_name": spec.variant_name, "base_variant": spec.is_base, "seed": spec.seed,
         "status": "running", "error": None, "metrics": {}, "resumed_from_step": start_step,
+        "data_fingerprint": prepare_data(config).fingerprint,  # memoised: already loaded
     }
     rundir.write_json(run_dir / rundir.SUMMARY, summary)
     if train["threads"]:

@@ -76,7 +76,7 @@ class Task(L.LightningModule):
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:
         loss, _ = self.loss(batch)
         if not torch.isfinite(loss):
-            raise Diverged(self.global_step, float(loss))
+            raise Diverged(self.global_step, float(loss.detach()))
         self.tokens_seen += self.batch_tokens(batch)
         if self.global_step % self.log_every == 0:
             self.log("train/loss", loss.detach(), prog_bar=True, on_step=True, on_epoch=False)

@@ -36,7 +36,7 @@ def sweep_command(args: argparse.Namespace) -> int:
     code = 0
     try:
         if args.workers == 1:
-            code = 1 if work(sweep).stopped else 0
+            code = 1 if work(sweep, spec=storage).stopped else 0
         else:
             codes = run_workers(args.sweep, workers=args.workers, trials=args.trials,
                                 overrides=list(args.set))

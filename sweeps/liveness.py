@@ -107,9 +107,10 @@ def recover_stale(study: optuna.Study, **kwargs: float) -> list[int]:
     return failed
 
 
-def retry(study: optuna.Study, trial: FrozenTrial) -> None:
-    """Enqueue `trial`'s parameters again (keeping its reports: the run resumes, not restarts)."""
+def retry(study: optuna.Study, trial: FrozenTrial, max_retry: int | None = MAX_RETRIES) -> None:
+    """Enqueue `trial`'s parameters again (keeping its reports: the run resumes, not restarts).
+    `max_retry=None` for a trial the user interrupted: that says nothing about the trial."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRIES,
+        RetryHeartbeatStaleTrialCallback(max_retry=max_retry,
                                          inherit_intermediate_values=True)(study, trial)

@@ -79,7 +79,7 @@ def run_trial(sweep: Sweep, study_spec: StudySpec, study: optuna.Study, trial: o
     except Interrupted:
         frozen = _finish(study, trial, TrialState.FAIL, "interrupted",
                          "stopped by the user; queued again, the run resumes")
-        liveness.retry(study, frozen)
+        liveness.retry(study, frozen, max_retry=None)
         raise
     except ConfigError as error:  # bad input: every trial would fail the same way
         _finish(study, trial, TrialState.FAIL, "failed", str(error))

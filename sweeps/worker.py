@@ -92,13 +92,14 @@ def prepare(sweep: Sweep) -> StorageSpec:
     return spec
 
 
-def work(sweep: Sweep, *, workers: int = 1, index: int = 0,
+def work(sweep: Sweep, *, workers: int = 1, index: int = 0, spec: StorageSpec | None = None,
          echo: Callable[[str], None] = print) -> WorkerResult:
-    """Run trials until every study has n_trials completed + pruned ones."""
+    """Run trials until every study has n_trials completed + pruned ones. `spec`: the storage
+    `prepare` returned, when the caller already prepared the sweep."""
     quiet_lightning()
     threads = threads_per_worker(workers)
     torch.set_num_threads(threads)
-    spec = prepare(sweep)
+    spec = spec or prepare(sweep)
     storage = spec.open()
     result = WorkerResult()
     for study_spec in sweep.studies():
