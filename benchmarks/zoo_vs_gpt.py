@@ -55,6 +55,7 @@ import time
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
 from tzoo.components import ModelConfig, build_model
 from tzoo.components.positions import alibi_slopes, relative_buckets
 

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torchmetrics.aggregation import MeanMetric
+from torchmetrics.text import SacreBLEUScore
 
 from tzoo.components import EncoderDecoder, beam_search, generate
 
@@ -31,7 +32,7 @@ def corpus_scores(hypotheses: list[str], references: list[str]) -> dict[str, flo
     """Corpus BLEU and chrF (0–100, as sacreBLEU prints them) and exact match (0–100)."""
     if not hypotheses:
         return {}
-    bleu = sacrebleu.corpus_bleu(hypotheses, [references], tokenize="13a").score
+    bleu = 100 * float(SacreBLEUScore(tokenize="13a")(hypotheses, [[r] for r in references]))
     chrf = sacrebleu.corpus_chrf(hypotheses, [references]).score
     exact = sum(h.strip() == r.strip() for h, r in zip(hypotheses, references, strict=True))
     return {"bleu": float(bleu), "chrf": float(chrf),

@@ -4,6 +4,7 @@ expansion, bundles, run ids and the leak guard. Nothing here trains."""
 from __future__ import annotations
 
 import pytest
+import yaml
 
 from tzoo.cli import main
 from tzoo.components.errors import ConfigError
@@ -185,3 +186,12 @@ def test_leak_guard_inside_an_ablation_names_the_variant(tiny):
     with pytest.raises(ConfigError, match="bidirectional") as info:
         experiment_from_dict(tiny)
     assert info.value.key == "model.mask" and "variant" in str(info.value)
+
+
+def test_exponent_without_a_dot_is_a_number(tiny, write_yaml):
+    """PyYAML alone reads `1e-3` as a string; experiment files and --set read a number."""
+    tiny["train"] = {**tiny["train"], "lr": "LR"}
+    path = write_yaml("exp.yaml", yaml.safe_dump(tiny).replace("LR", "1e-3"))
+    assert load_experiment(path).base["train"]["lr"] == 1e-3
+    assert load_experiment(path, ["train.lr=2E-4"]).base["train"]["lr"] == 2e-4
+    assert load_experiment(path, ["experiment=1e5x"]).name == "1e5x"  # not a number: a string

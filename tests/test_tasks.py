@@ -126,7 +126,6 @@ def test_lm_loss_falls(tiny, objective, mask):
         return float(task._loss(val, task._eval_generator(0))[0])
 
     before, after = _train(task, datamodule.train_dataloader(), eval_loss)
-    print(objective, before, after)
     assert after < 0.8 * before, (before, after)
 
 
@@ -151,7 +150,6 @@ def trained_translation():
 @pytest.mark.parametrize("arch", ["encoder_decoder", "decoder", "decoder+prefix"])
 def test_translation_loss_falls(trained_translation, arch):
     _, _, (before, after) = trained_translation[arch]
-    print(arch, before, after)
     assert after < 0.6 * before, (before, after)
 
 
@@ -160,7 +158,6 @@ def test_cached_and_uncached_translations_agree(trained_translation, arch, monke
     task, batch, _ = trained_translation[arch]
     cached = task.translate(batch)
     cached_beam = task.translate(batch, beam_size=3)
-    print(arch, list(zip(cached, batch["target_text"]))[:4])
     assert any(cached) and len(cached) == len(batch["target_text"])
     monkeypatch.setattr(translation, "generate", functools.partial(generate, use_cache=False))
     monkeypatch.setattr(translation, "beam_search",
@@ -193,8 +190,9 @@ REFERENCES = [
 
 def test_bleu_and_chrf_equal_sacrebleu():
     scores = corpus_scores(HYPOTHESES, REFERENCES)
+    # BLEU comes from torchmetrics, which computes in float32: equal to sacreBLEU to ~1e-6.
     assert scores["bleu"] == pytest.approx(
-        sacrebleu.corpus_bleu(HYPOTHESES, [REFERENCES]).score, abs=1e-9)
+        sacrebleu.corpus_bleu(HYPOTHESES, [REFERENCES]).score, abs=1e-4)
     # sacreBLEU's default chrF: character order 6, word order 0, beta 2
     assert scores["chrf"] == pytest.approx(
         sacrebleu.corpus_chrf(HYPOTHESES, [REFERENCES]).score, abs=1e-9)
@@ -203,7 +201,8 @@ def test_bleu_and_chrf_equal_sacrebleu():
     for hyps, refs in ((["ab"], ["abc"]), (["3", "4"], ["3", "5"])):
         scores = corpus_scores(hyps, refs)
         assert scores["chrf"] == pytest.approx(sacrebleu.corpus_chrf(hyps, [refs]).score)
-        assert scores["bleu"] == pytest.approx(sacrebleu.corpus_bleu(hyps, [refs]).score)
+        assert scores["bleu"] == pytest.approx(sacrebleu.corpus_bleu(hyps, [refs]).score,
+                                               abs=1e-4)
     perfect = corpus_scores(["the cat sat on the mat"], ["the cat sat on the mat"])
     assert perfect == {"bleu": pytest.approx(100.0), "chrf": pytest.approx(100.0),
                        "exact_match": 100.0}

@@ -3,7 +3,8 @@
 Runner side: the runner's own `_trainer(config, run_dir, throughput)` (Lightning Trainer, CSV
 logger, checkpoint and progress-bar callbacks, gradient clipping) fitting the real task on the
 real data module, as `tzoo run` does. A `StepClock` callback stamps every training batch start;
-the step time is the mean interval between stamps, which includes everything Lightning does per
+the step time is the mean interval between stamps (wall clock, and this process's CPU time,
+which a noisy neighbour disturbs far less), which includes everything Lightning does per
 step (fetching the batch, logging every `log_every` steps, callbacks, the progress bar). The
 first interval of a fit (iterator start-up) and the end-of-fit validation are left out. The
 progress bar is written to a buffer, not the terminal.
@@ -40,17 +41,21 @@ from .timing import Stat, paired_ratios, round_robin
 
 
 class StepClock(L.Callback):
-    """perf_counter at the start of every training batch."""
+    """Wall and process-CPU clocks at the start of every training batch."""
 
     def __init__(self) -> None:
-        self.stamps: list[float] = []
+        self.stamps: list[tuple[float, float]] = []
 
     def on_train_batch_start(self, trainer, module, batch, batch_idx) -> None:
-        self.stamps.append(time.perf_counter())
+        self.stamps.append((time.perf_counter(), time.process_time()))
 
-    def mean_interval(self) -> float:
-        intervals = [b - a for a, b in zip(self.stamps[1:], self.stamps[2:], strict=False)]
-        return sum(intervals) / len(intervals) if intervals else float("nan")
+    def mean_interval(self) -> dict[str, float]:
+        """Mean step interval, wall and CPU, leaving out the first (iterator start-up)."""
+        if len(self.stamps) < 3:
+            return {"step_s": float("nan"), "cpu_s": float("nan")}
+        (wall0, cpu0), (wall1, cpu1) = self.stamps[1], self.stamps[-1]
+        n = len(self.stamps) - 2
+        return {"step_s": (wall1 - wall0) / n, "cpu_s": (cpu1 - cpu0) / n}
 
 
 def _runner_steps(config: dict, steps: int, run_dir: Path, seed: int):
@@ -58,7 +63,7 @@ def _runner_steps(config: dict, steps: int, run_dir: Path, seed: int):
     task, module = build_task(config, seed)
     clock = StepClock()
 
-    def run() -> float:
+    def run() -> dict[str, float]:
         clock.stamps.clear()
         trainer = _trainer(config, run_dir, Throughput())
         trainer.callbacks.append(clock)
@@ -76,6 +81,7 @@ def _bare_steps(subject: Subject, module: L.LightningDataModule, steps: int):
         loader = iter(module.train_dataloader())
         next(loader)  # iterator start-up, as the runner side's first interval is dropped
         data = total = 0.0
+        cpu = time.process_time()
         for _ in range(steps):
             start = time.perf_counter()
             batch = next(loader)
@@ -83,7 +89,8 @@ def _bare_steps(subject: Subject, module: L.LightningDataModule, steps: int):
             subject.train_step(batch)
             data += fetched - start
             total += time.perf_counter() - start
-        return {"step_s": total / steps, "data_s": data / steps}
+        return {"step_s": total / steps, "data_s": data / steps,
+                "cpu_s": (time.process_time() - cpu) / steps}
 
     return run
 
@@ -114,8 +121,10 @@ def bench_overhead(config: dict, *, steps: int = 30, repeats: int = 5, compile: 
         for run in contenders.values():
             run()
         rounds = round_robin(contenders, repeats)
-    runner_s = rounds["runner"]
+    runner_s = [r["step_s"] for r in rounds["runner"]]
     bare_s = [r["step_s"] for r in rounds["bare"]]
+    runner_cpu = [r["cpu_s"] for r in rounds["runner"]]
+    bare_cpu = [r["cpu_s"] for r in rounds["bare"]]
     data_share = [r["data_s"] / r["step_s"] for r in rounds["bare"]]
     tokens = subject.mean_tokens
     result: dict[str, Any] = {
@@ -129,6 +138,11 @@ def bench_overhead(config: dict, *, steps: int = 30, repeats: int = 5, compile: 
         "runner_over_bare": paired_ratios(runner_s, bare_s).to_dict(),
         "overhead_pct": Stat.of([100 * (r / b - 1) for r, b in zip(runner_s, bare_s,
                                                                   strict=True)]).to_dict(),
+        # CPU time of this process per step: what other processes on a shared machine do to
+        # the wall clock mostly cancels out (with one thread, CPU time ≈ the step's work).
+        "runner_cpu_ms": Stat.of([1e3 * s for s in runner_cpu]).to_dict(),
+        "bare_cpu_ms": Stat.of([1e3 * s for s in bare_cpu]).to_dict(),
+        "runner_over_bare_cpu": paired_ratios(runner_cpu, bare_cpu).to_dict(),
         "data_ms": Stat.of([1e3 * r["data_s"] for r in rounds["bare"]]).to_dict(),
         "data_pct_of_step": Stat.of([100 * d for d in data_share]).to_dict(),
         "train_tokens_per_s": {"runner": tokens / Stat.of(runner_s).median,

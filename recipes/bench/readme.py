@@ -118,8 +118,10 @@ def overhead_markdown(doc: dict[str, Any]) -> str:
         f"Size: {', '.join(f'{k} {v}' for k, v in size.items())}; {doc['repeats']} interleaved "
         f"rounds of {doc['steps_per_round']} steps.",
         tables.markdown(["loop", "step ms", "tokens/s"], rows),
-        f"Runner / bare: **{span(doc['runner_over_bare'])}** (overhead "
-        f"{span(doc['overhead_pct'])} % of the bare step). Data loading: "
+        f"Runner / bare, wall clock: **{span(doc['runner_over_bare'])}** (overhead "
+        f"{span(doc['overhead_pct'])} % of the bare step); process CPU time per step "
+        f"{span(doc['runner_cpu_ms'])} vs {span(doc['bare_cpu_ms'])} ms: **"
+        f"{span(doc['runner_over_bare_cpu'])}**. Data loading: "
         f"{span(doc['data_ms'])} ms per step = **{span(doc['data_pct_of_step'])} %** of the step.",
     ]
     if compiled.get("requested"):
