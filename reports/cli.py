@@ -33,17 +33,48 @@ def default_out(paths: list[str]) -> Path:
     return REPORTS_ROOT / safe_name("+".join(experiments))
 
 
-def report_command(paths: list[str], out: str | None, title: str | None) -> int:
-    """`tzoo report PATH... [--out DIR] [--title T]`: build the report, print where it is."""
+def _found_beside(paths: list[str], name: str) -> Path | None:
+    """`name` (bench.json, study.journal) in the one experiment folder given, if there."""
+    folders = [Path(p) for p in paths if Path(p).is_dir()]
+    if len(folders) == 1 and (folders[0] / name).is_file():
+        return folders[0] / name
+    return None
+
+
+def report_command(paths: list[str], out: str | None, title: str | None,
+                   bench: str | None = None, study: str | None = None) -> int:
+    """`tzoo report PATH... [--out DIR] [--title T] [--bench FILE] [--study JOURNAL[:NAME]]`:
+    build the report, print where it is. A `bench.json` written by `tzoo bench` and a sweep's
+    `study.journal` beside the runs are picked up without being named."""
     if not paths:
         raise ConfigError("tzoo report needs at least one run or experiment directory")
     out_dir = Path(out) if out else default_out(paths)
     argv = ["tzoo", "report", *paths] + (["--out", out] if out else []) + (
-        ["--title", title] if title else [])
-    report = build_report(paths, out_dir, title=title, command=_invocation(argv))
+        ["--title", title] if title else []) + (["--bench", bench] if bench else []) + (
+        ["--study", study] if study else [])
+    bench_input = bench or _found_beside(paths, "bench.json")
+    study_input: object = None
+    if study:
+        path, _, name = study.partition(":")
+        study_input = (path, name) if name else path
+    else:
+        journal = _found_beside(paths, "study.journal")
+        if journal is not None and _single_study(journal):
+            study_input = journal
+    report = build_report(paths, out_dir, title=title, command=_invocation(argv),
+                          bench=bench_input, study=study_input)
     print(f"report: {report}")
     print(f"html:   {report.parent / 'index.html'}")
     return 0
+
+
+def _single_study(journal: Path) -> bool:
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    storage = JournalStorage(JournalFileBackend(str(journal)))
+    return len(optuna.get_all_study_summaries(storage)) == 1
 
 
 def compare_command(a: str, b: str, markdown_out: str | None) -> int:

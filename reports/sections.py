@@ -311,6 +311,8 @@ def load_bench(bench: str | Path | list[dict[str, Any]]) -> list[dict[str, Any]]
             rows = json.loads(Path(bench).read_text())
         except (OSError, ValueError) as exc:
             raise ConfigError(f"cannot read bench file '{bench}': {exc}") from exc
+    if isinstance(rows, dict) and "rows" in rows:  # `tzoo bench` writes {"rows": [...], ...}
+        rows = rows["rows"]
     if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
         raise ConfigError(f"bench input '{bench}' is not a list of objects")
     return rows

@@ -92,7 +92,7 @@ def _sweep(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     from tzoo.reports.cli import report_command
 
-    return report_command(args.runs, args.out, args.title)
+    return report_command(args.runs, args.out, args.title, args.bench, args.study)
 
 
 def _compare(args: argparse.Namespace) -> int:
@@ -185,6 +185,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("runs", nargs="+", help="experiment or run directories (globs allowed)")
     sub.add_argument("--out", help="output folder (default: reports/<experiment>)")
     sub.add_argument("--title", help="report title")
+    sub.add_argument("--bench", metavar="FILE",
+                     help="a `tzoo bench` JSON to include as cost tables (default: bench.json "
+                     "beside the runs)")
+    sub.add_argument("--study", metavar="JOURNAL[:NAME]",
+                     help="an Optuna journal (and study name) for the sweep section (default: "
+                     "study.journal beside the runs, when it holds one study)")
 
     sub = command("compare", _compare, "compare two experiments or runs side by side")
     sub.add_argument("a")
