@@ -14,6 +14,8 @@ _NOISE = (
     r".*LeafSpec.*",
     r".*Checkpoint directory .* exists and is not empty.*",
     r".*The number of training batches .* is smaller than the logging interval.*",
+    # Batches are a pure function of (seed, step), so resuming mid-epoch is exact here.
+    r".*resuming from a checkpoint that ended before the epoch ended.*",
 )
 
 
