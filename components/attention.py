@@ -54,8 +54,9 @@ class Attention(nn.Module):
         self.out.is_residual_projection = True  # depth-scaled init, see model.py
 
     def _heads(self, x: Tensor, n: int) -> Tensor:
+        """(batch, length, n·head_dim) -> (batch, length, n, head_dim), a view."""
         batch, length, _ = x.shape
-        return x.view(batch, length, n, self.head_dim).transpose(1, 2)
+        return x.view(batch, length, n, self.head_dim)
 
     def forward(
         self,
@@ -70,13 +71,16 @@ class Attention(nn.Module):
         need_weights: bool = False,
     ) -> tuple[Tensor, Tensor | None]:
         kv_width = self.kv_heads * self.head_dim
+        # Heads are split as views in (batch, length, heads, head_dim) layout, rotated there
+        # (contiguous channel pairs), then transposed to SDPA's (batch, heads, length, head_dim).
         if self.cross:
-            q = self._heads(self.query(x), self.heads)
+            q = self._heads(self.query(x), self.heads).transpose(1, 2)
             if isinstance(cache, StaticKV) and cache.keys is not None:
                 k, v = cache.keys, cache.values
             else:
                 k, v = self.key_value(memory).split(kv_width, dim=-1)
-                k, v = self._heads(k, self.kv_heads), self._heads(v, self.kv_heads)
+                k = self._heads(k, self.kv_heads).transpose(1, 2)
+                v = self._heads(v, self.kv_heads).transpose(1, 2)
                 if isinstance(cache, StaticKV):
                     cache.keys, cache.values = k, v
         else:
@@ -86,6 +90,7 @@ class Attention(nn.Module):
             )
             if position is not None and position.uses_rotate:
                 q, k = position.rotate(q, k, positions)
+            q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
             if isinstance(cache, KVCache):
                 k, v = cache.append(k, v)
 

@@ -134,8 +134,8 @@ class Rotary(PositionEncoding):
     Position Embedding"): rotate query/key channel pairs by position-dependent angles so that
     their dot product depends only on the relative offset.
 
-    Pairs are (i, i + d/2) ("rotate half", as in GPT-NeoX), which is the same math as adjacent
-    pairs up to a fixed permutation of channels, and cheaper on contiguous memory.
+    Adjacent channels (2i, 2i+1) form a pair, as in the paper, so each rotation is one complex
+    multiplication: a single kernel per tensor instead of the five of the "rotate half" form.
     """
 
     uses_rotate = True
@@ -146,38 +146,38 @@ class Rotary(PositionEncoding):
             raise ConfigError("rotary positions need an even head dimension", key="model.d_model")
         inverse_frequency = base ** (-torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)
         self.register_buffer("inverse_frequency", inverse_frequency, persistent=False)
-        self._cache: tuple[int, Tensor, Tensor] | None = None
+        self._table: Tensor | None = None  # e^{i·position·frequency}, (positions, head_dim/2)
         # Every layer of one forward pass passes the same `positions` tensor: remember the
         # last gather so it happens once per pass, not once per layer.
-        self._last: tuple[Tensor, torch.dtype, Tensor, Tensor] | None = None
+        self._last: tuple[Tensor, torch.dtype, Tensor] | None = None
 
-    def _tables(self, positions: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
-        # Tables up to the longest position seen so far, reused across layers and steps.
+    def _rotations(self, positions: Tensor, dtype: torch.dtype) -> Tensor:
+        """(length, 1, head_dim/2) unit complex numbers for `positions`."""
         needed = int(positions.max()) + 1 if positions.numel() else 1
-        cache = self._cache
-        if cache is None or cache[0] < needed or cache[1].device != positions.device:
-            length = max(needed, 2 * (self._cache[0] if self._cache else 0), 256)
-            angles = torch.arange(length, device=positions.device, dtype=torch.float32)[:, None]
-            angles = angles * self.inverse_frequency.to(positions.device)[None, :]
-            angles = torch.cat((angles, angles), dim=-1)
-            self._cache = (length, angles.cos(), angles.sin())
-        _, cos, sin = self._cache
-        return cos[positions].to(dtype), sin[positions].to(dtype)
+        table = self._table
+        if table is None or table.shape[0] < needed or table.device != positions.device:
+            length = max(needed, 2 * (table.shape[0] if table is not None else 0), 256)
+            steps = torch.arange(length, device=positions.device, dtype=torch.float32)
+            angles = steps[:, None] * self.inverse_frequency.to(positions.device)[None, :]
+            self._table = table = torch.polar(torch.ones_like(angles), angles)
+        return table[positions][:, None, :].to(dtype)
 
     def rotate(self, q: Tensor, k: Tensor, positions: Tensor) -> tuple[Tensor, Tensor]:
+        """Rotate (batch, length, heads, head_dim) queries and keys to their `positions`."""
+        compute = q.dtype if q.dtype in (torch.float32, torch.float64) else torch.float32
+        complex_dtype = torch.complex128 if compute == torch.float64 else torch.complex64
         last = self._last
-        if last is not None and last[0] is positions and last[1] == q.dtype:
-            cos, sin = last[2], last[3]
+        if last is not None and last[0] is positions and last[1] == complex_dtype:
+            rotations = last[2]
         else:
-            cos, sin = self._tables(positions, q.dtype)
-            self._last = (positions, q.dtype, cos, sin)
-        return _rotate(q, cos, sin), _rotate(k, cos, sin)
+            rotations = self._rotations(positions, complex_dtype)
+            self._last = (positions, complex_dtype, rotations)
+        return _rotate(q, rotations, compute), _rotate(k, rotations, compute)
 
 
-def _rotate(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
-    half = x.shape[-1] // 2
-    rotated_half = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
-    return x * cos + rotated_half * sin
+def _rotate(x: Tensor, rotations: Tensor, compute: torch.dtype) -> Tensor:
+    pairs = torch.view_as_complex(x.to(compute).unflatten(-1, (-1, 2)))
+    return torch.view_as_real(pairs * rotations).flatten(-2).to(x.dtype)
 
 
 def alibi_slopes(heads: int) -> Tensor:

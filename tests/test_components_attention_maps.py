@@ -100,7 +100,7 @@ def test_decoder_only_maps_are_the_fused_paths(position, attention, mask):
         torch.testing.assert_close(out, fused_out, atol=1e-5, rtol=0)
         width = module.kv_heads * module.head_dim
         values = module.qkv(h)[..., module.heads * module.head_dim + width:]
-        values = module._share(module._heads(values, module.kv_heads))
+        values = module._share(module._heads(values, module.kv_heads).transpose(1, 2))
         mixed = (weights @ values).transpose(1, 2).flatten(2)
         torch.testing.assert_close(module.out(mixed), fused_out, atol=1e-5, rtol=0)
 

@@ -21,9 +21,9 @@ def _rotary_score(rotary, q: torch.Tensor, k: torch.Tensor, q_position: int,
                   k_position: int) -> torch.Tensor:
     """q·k after rotating q to `q_position` and k to `k_position` (per head)."""
     positions = torch.tensor([q_position, k_position])
-    both = torch.stack((q, k), dim=2)  # (batch, heads, 2, head_dim): row 0 is q, row 1 is k
+    both = torch.stack((q, k), dim=1)  # (batch, 2, heads, head_dim): row 0 is q, row 1 is k
     rotated_q, rotated_k = rotary.rotate(both, both, positions)
-    return (rotated_q[:, :, 0] * rotated_k[:, :, 1]).sum(-1)
+    return (rotated_q[:, 0] * rotated_k[:, 1]).sum(-1)
 
 
 def test_rotary_scores_depend_only_on_the_offset():
@@ -41,13 +41,13 @@ def test_rotary_scores_depend_only_on_the_offset():
             torch.testing.assert_close(shifted, score, atol=tolerance, rtol=0)
     # ...and it does depend on the offset, and rotating keeps lengths.
     assert not torch.allclose(_rotary_score(rotary, q, k, 3, 0), _rotary_score(rotary, q, k, 0, 0))
-    rotated, _ = rotary.rotate(q[:, :, None], k[:, :, None], torch.tensor([17]))
-    torch.testing.assert_close(rotated.norm(dim=-1), q[:, :, None].norm(dim=-1))
+    rotated, _ = rotary.rotate(q[:, None], k[:, None], torch.tensor([17]))
+    torch.testing.assert_close(rotated.norm(dim=-1), q[:, None].norm(dim=-1))
 
 
 def test_rotary_position_zero_is_the_identity():
     rotary = POSITIONS.build("rotary", head_dim=HEAD_DIM)
-    q, k = torch.randn(1, 2, 1, HEAD_DIM), torch.randn(1, 2, 1, HEAD_DIM)
+    q, k = torch.randn(1, 1, 2, HEAD_DIM), torch.randn(1, 1, 2, HEAD_DIM)
     rotated_q, rotated_k = rotary.rotate(q, k, torch.tensor([0]))
     torch.testing.assert_close(rotated_q, q)
     torch.testing.assert_close(rotated_k, k)
