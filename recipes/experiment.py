@@ -44,11 +44,13 @@ class RunSpec:
     is_base: bool
     run_id: str = ""
     index: int = 0
+    #: what the base is on the ablated axes, e.g. "model.position=learned"
+    base_name: str = ""
 
     @property
     def variant_name(self) -> str:
         if not self.variant:
-            return "base"
+            return self.base_name or "base"
         return ", ".join(f"{k}={_short(v)}" for k, v in self.variant.items())
 
 
@@ -101,11 +103,25 @@ class Experiment:
             shown = {} if is_base and self.mode == "one_at_a_time" else variant
             for seed in self.seeds:
                 runs.append(RunSpec(config=config, variant=shown, seed=seed, is_base=is_base))
+        base_name = self._base_name()
         for index, run in enumerate(runs):
             run.index = index
+            run.base_name = base_name
             run.run_id = run_id(run.config, run.seed, run.variant)
         return runs
 
+
+    def _base_name(self) -> str:
+        """The base's own values on the ablated axes (a bundle axis: its matching label)."""
+        parts = []
+        for key in self.axes:
+            if key in self.bundles:
+                labels = [label for label in self.bundles[key] if self._is_base({key: label})]
+                if labels:
+                    parts.append(f"{key}={labels[0]}")
+            else:
+                parts.append(f"{key}={_short(get_dotted(self.base, key))}")
+        return ", ".join(parts)
 
     def _is_base(self, variant: dict[str, Any]) -> bool:
         return all(get_dotted(self.base, k) == v for k, v in self.overrides(variant).items())

@@ -114,7 +114,10 @@ def test_grid_and_one_at_a_time_counts(tiny):
     # base (rotary, layernorm) + alibi + learned + rmsnorm; values equal to the base are folded
     assert len(runs) == 4 * 2
     assert [r.variant_name for r in runs[::2]] == [
-        "base", "model.position=alibi", "model.position=learned", "model.norm=rmsnorm"]
+        # the base is named by its own values on the ablated axes
+        "model.position=rotary, model.norm=layernorm", "model.position=alibi",
+        "model.position=learned", "model.norm=rmsnorm"]
+    assert runs[0].is_base and runs[0].variant == {}
     assert runs[0].is_base and not runs[2].is_base
     tiny["ablate"] = {"mode": "grid", **axes}
     runs = experiment_from_dict(tiny).plan()
@@ -132,7 +135,8 @@ def test_bundle_axis_varies_keys_together(tiny):
     }}
     runs = experiment_from_dict(tiny).plan()
     # `small` equals the base, so it is the base run
-    assert [r.variant_name for r in runs] == ["base", "size=big"]
+    assert [r.variant_name for r in runs] == ["size=small", "size=big"]
+    assert runs[0].is_base and runs[0].variant == {}
     big = runs[1].config
     assert (big["model"]["layers"], big["model"]["d_model"], big["train"]["lr"]) == (2, 32, 3e-4)
     assert runs[1].run_id.startswith("big-s0-")

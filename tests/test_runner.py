@@ -118,7 +118,8 @@ def test_diverging_variant_is_recorded_and_others_complete(tiny, write_yaml, tmp
     assert main(["run", str(write_yaml("nan.yaml", tiny)), "--out", str(out)]) == 1
     assert "diverged" in capsys.readouterr().out
     by_variant = {s["variant_name"]: s for s in _summaries(out).values()}
-    assert set(by_variant) == {"base", "train.lr=10000.0", "model.position=alibi"}
+    assert set(by_variant) == {"train.lr=0.001, model.position=rotary", "train.lr=10000.0",
+                               "model.position=alibi"}
     diverged = by_variant.pop("train.lr=10000.0")
     assert diverged["status"] == "diverged"
     assert isinstance(diverged["diverged_at_step"], int) and diverged["diverged_at_step"] < 20
@@ -165,6 +166,6 @@ def test_extrapolation_learned_positions_not_applicable(tiny, write_yaml, tmp_pa
     assert "val/loss@2x" in learned["not_applicable"]
     assert "cannot represent" in learned["not_applicable"]["val/loss@2x"]
     assert isinstance(learned["metrics"]["val/loss@1x"], float)
-    rotary = by_position["base"]
+    rotary = by_position["model.position=rotary"]
     assert isinstance(rotary["metrics"]["val/loss@2x"], float)
     assert rotary["not_applicable"] == {}
