@@ -19,6 +19,7 @@ from typing import Any
 import datasets
 import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset
+
 from tzoo.components.errors import ConfigError
 from tzoo.recipes.tokenization import Tokenizer
 

@@ -31,6 +31,7 @@ from typing import Any
 
 import datasets
 import numpy as np
+
 from tzoo.components.errors import ConfigError, unknown_choice
 
 TASKS = ("lm", "translation")

@@ -8,6 +8,7 @@ from pathlib import Path
 import datasets
 import pytest
 import torch
+
 from tzoo.components.errors import ConfigError
 from tzoo.recipes.batches import (
     EvalPairBatches,

@@ -28,6 +28,7 @@ from fixtures_runs import (
     write_run,
 )
 from scipy import stats as sps
+
 from tzoo.components.errors import ConfigError
 from tzoo.reports.build import build_report
 from tzoo.reports.cli import compare_command, report_command
