@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import os
 import platform
@@ -76,7 +77,10 @@ def truncate_metrics(run_dir: Path, last_step: int) -> None:
     os.replace(temporary, path)
 
 
+@functools.lru_cache(maxsize=1)
 def versions() -> dict[str, str]:
+    """Versions of the stack and the suite's commit, read once per process: the code a process
+    runs is the code it imported, whatever is committed while it trains."""
     import lightning
     import torch
 

@@ -79,6 +79,7 @@ def run_one(spec: RunSpec, run_dir: Path, experiment: str, *,
             callbacks: Sequence[L.Callback] = ()) -> RunOutcome:
     """Train one run (or skip / reuse / resume it). `callbacks` are added to the Trainer's own
     (a sweep's pruning callback); one may raise `EarlyStop` to end the run on purpose."""
+    rundir.versions()  # pin the commit this process's code came from, before it trains
     summary = rundir.read_summary(run_dir)
     if summary and summary.get("status") in rundir.FINAL_STATUSES:
         return RunOutcome(spec, run_dir, summary["status"], "already done, skipped")
