@@ -584,6 +584,12 @@ def _load_synthetic(rest: str, task: str, options: dict[str, Any], seed: int) ->
             f"need length >= 2 and long_length >= length, got {length} and {long_length}",
             key="data.options.length",
         )
+    # `min_length` draws each example's length from [min_length, length]: with a varying
+    # period, a copy cannot be found at a fixed offset, only by content (real induction).
+    min_length = _option(options, "min_length", length)
+    if not 1 <= min_length <= length:
+        raise ConfigError(f"need 1 <= min_length <= length, got {min_length} and {length}",
+                          key="data.options.min_length")
     sizes = _sizes(
         options, {"train": 10_000, "validation": 500, "test": 500, "test_long": 500}
     )
@@ -594,7 +600,12 @@ def _load_synthetic(rest: str, task: str, options: dict[str, Any], seed: int) ->
         # each other's sizes, so growing train leaves validation unchanged.
         rng = np.random.default_rng([seed, index, SYNTHETIC_TASKS.index(rest)])
         n_symbols = long_length if split == "test_long" else length
-        pairs = [make(rng, vocab, n_symbols, options) for _ in range(n)]
+        if min_length == length:
+            pairs = [make(rng, vocab, n_symbols, options) for _ in range(n)]
+        else:
+            shortest = length + 1 if split == "test_long" and long_length > length else min_length
+            lengths = rng.integers(shortest, n_symbols + 1, size=n)
+            pairs = [make(rng, vocab, int(k), options) for k in lengths]
         if task == "lm":
             joiner = "" if rest == "induction" else "="
             out[split] = {"text": [s + joiner + t for s, t in pairs]}

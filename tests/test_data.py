@@ -409,3 +409,17 @@ def test_shared_data_loads():
     assert sizes["train"] == 29_000 and sizes["validation"] == 1014 and sizes["test"] == 1000
     assert "test_2017_mscoco" in sizes
     assert not any("\u00a0" in t for t in multi30k.splits["train"]["target"])
+
+
+def test_synthetic_min_length_varies_the_period():
+    """With `min_length`, induction examples have random lengths, each still an exact repeat."""
+    corpus = load_corpus("synthetic:induction", task="lm", options={
+        "vocab": 8, "length": 12, "min_length": 3,
+        "samples": {"train": 200, "validation": 10, "test": 10}})
+    lengths = {len(text) for text in corpus.splits["train"]["text"]}
+    assert min(lengths) >= 6 and max(lengths) <= 24 and len(lengths) > 5
+    for text in corpus.splits["train"]["text"]:
+        half = len(text) // 2
+        assert text[:half] == text[half:]
+    with pytest.raises(ConfigError, match="min_length"):
+        load_corpus("synthetic:induction", task="lm", options={"length": 4, "min_length": 9})
