@@ -368,3 +368,66 @@ def contextual_drift(model: nn.Module, out_dir: Path, *, tokenizer: Any | None =
     )
     return ProbeResult(name, title, caption, [path],
                        {"cos_embedding": means[0], "cos_last_layer": means[-1]})
+
+
+@torch.no_grad()
+def position_decoding(model: nn.Module, out_dir: Path, *, length: int = 64,
+                      sequences: int = 48, seed: int = 0) -> ProbeResult:
+    """Where a model keeps the position of a token, even one without position encodings.
+
+    A ridge-regression read-out is fitted from each layer's states to the token's absolute
+    position on half of `sequences` random token sequences, and scored (R²) on the other half.
+    Position information that appears only after the first layer was inferred by the model
+    itself; for a causal model without encodings it can come only from the mask (Haviv et al.
+    2022). The heat map is the cosine similarity of the last layer's mean state per position.
+    """
+    name, title = "position_decoding", "Positions the model can read out"
+    if _is_encoder_decoder(model):
+        return ProbeResult.skip(name, title, "does not apply: the encoder-decoder does not "
+                                "return hidden states")
+    length = _fit(length, model)
+    vocab = int(model.embedding.num_embeddings)
+    generator = torch.Generator().manual_seed(seed)
+    # Ids past the special tokens (0..5), so every sequence is ordinary text to the model.
+    tokens = torch.randint(min(6, vocab - 1), vocab, (sequences, length), generator=generator)
+    _, hidden = model(tokens, return_hidden=True)
+    target = torch.arange(length, dtype=torch.float64).repeat(sequences // 2)
+    half = sequences // 2
+    scores = []
+    for states in hidden:
+        states = states.double()
+        train = states[:half].reshape(-1, states.shape[-1])
+        test = states[half: 2 * half].reshape(-1, states.shape[-1])
+        mean, scale = train.mean(0), train.std(0).clamp(min=1e-8)
+        train, test = (train - mean) / scale, (test - mean) / scale
+        design = torch.cat((train, torch.ones(len(train), 1, dtype=torch.float64)), dim=1)
+        ridge = 1e-2 * torch.eye(design.shape[1], dtype=torch.float64)
+        weights = torch.linalg.solve(design.T @ design + ridge, design.T @ target)
+        predicted = torch.cat((test, torch.ones(len(test), 1, dtype=torch.float64)), 1) @ weights
+        residual = ((predicted - target) ** 2).sum()
+        total = ((target - target.mean()) ** 2).sum()
+        scores.append(float(1 - residual / total))
+    last = hidden[-1].float().mean(0)
+    last = nn.functional.normalize(last - last.mean(0), dim=-1)
+    similarity = (last @ last.T).numpy()
+    fig = _figure(9.0, 3.8)
+    left, right = fig.subplots(1, 2)
+    left.plot(range(len(scores)), scores, marker="o")
+    left.set_xticks(range(len(scores)), ["emb", *[str(i) for i in range(len(scores) - 1)]])
+    left.set_ylim(min(0.0, min(scores)) - 0.05, 1.05)
+    left.set_xlabel("layer (emb = token + position embedding)")
+    left.set_ylabel("R² of a linear position read-out")
+    left.grid(alpha=0.3)
+    image = right.imshow(similarity, cmap="RdBu_r", vmin=-1, vmax=1)
+    fig.colorbar(image, ax=right, shrink=0.85, label="cosine similarity")
+    right.set_xlabel("position")
+    right.set_ylabel("position")
+    right.set_title("last layer: mean state per position", fontsize=9)
+    path = _save(fig, out_dir / "position_decoding.png")
+    caption = (
+        f"Linear read-out of the absolute position (held-out R², {sequences // 2} random "
+        f"sequences of {length}): {scores[0]:.2f} at the embedding, {max(scores[1:]):.2f} at "
+        f"best in a layer, {scores[-1]:.2f} at the last."
+    )
+    numbers = {"r2_embedding": scores[0], "r2_last": scores[-1], "r2_best": max(scores[1:])}
+    return ProbeResult(name, title, caption, [path], numbers)

@@ -316,8 +316,8 @@ def _tiny_models() -> list:
 def test_probes_produce_pngs(make_model, tmp_path: Path) -> None:
     model = make_model()
     results = {r.name: r for r in probe_model(model, CharTokenizer(), tmp_path)}
-    assert set(results) == {"attention_maps", "position_similarity", "induction",
-                            "neighbours", "contextual_drift"}
+    assert set(results) == {"attention_maps", "position_similarity", "position_decoding",
+                            "induction", "neighbours", "contextual_drift"}
     for result in results.values():
         if result.skipped:
             # Only the learned-position probe may not apply (to rotary etc.).
@@ -347,7 +347,25 @@ def test_probes_skip_without_loader_or_checkpoint(tmp_path: Path,
     fake.load_run = fake_load_run  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "tzoo.recipes.checkpoints", fake)
     results = probe_run(with_ckpt, tmp_path / "p")
-    assert len(results) == 5 and all(r.figures or r.table for r in results)
+    assert len(results) == 6 and all(r.figures or r.table for r in results)
     monkeypatch.setitem(sys.modules, "tzoo.recipes.checkpoints", None)  # -> ImportError
     (skipped,) = probe_run(with_ckpt, tmp_path / "p")
     assert "probe skipped" in (skipped.skipped or "")
+
+
+def test_position_decoding_finds_learned_positions_and_none_in_a_nope_embedding(tmp_path):
+    import torch
+
+    from tzoo.components import ModelConfig, build_model
+    from tzoo.reports.probes import position_decoding
+
+    torch.manual_seed(0)
+    common = dict(vocab_size=40, d_model=32, layers=2, heads=4, max_len=16)
+    learned = build_model(ModelConfig(position="learned", **common)).eval()
+    nope = build_model(ModelConfig(position="none", **common)).eval()
+    with_table = position_decoding(learned, tmp_path / "learned", length=16)
+    without = position_decoding(nope, tmp_path / "nope", length=16)
+    assert with_table.numbers["r2_embedding"] > 0.5  # a random table is already decodable
+    assert without.numbers["r2_embedding"] < 0.1  # token embeddings alone carry no position
+    _assert_png(with_table.figures[0])
+    _assert_png(without.figures[0])
