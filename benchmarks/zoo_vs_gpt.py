@@ -58,6 +58,7 @@ from torch import Tensor, nn
 
 from tzoo.components import ModelConfig, build_model
 from tzoo.components.positions import alibi_slopes, relative_buckets
+from tzoo.recipes.bench.memory import status_kib
 
 VOCAB, CONTEXT, D_MODEL, LAYERS, HEADS, FFN_MULT, BATCH, THREADS = 65, 256, 128, 4, 4, 4, 16, 2
 INIT_STD = 0.02
@@ -346,17 +347,6 @@ def time_variant(position: str, repeats: int, steps: int, warmup: int) -> dict:
     }
 
 
-def _rss_kib(field: str) -> int | None:
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return None
-
-
 def memory_probe(position: str, which: str, steps: int) -> dict:
     """Run in a fresh process: peak resident memory of `steps` training steps."""
     torch.set_num_threads(THREADS)
@@ -365,7 +355,7 @@ def memory_probe(position: str, which: str, steps: int) -> dict:
     opt = optimizer(model)
     data = batches(2)
     gc.collect()
-    before = _rss_kib("VmRSS")
+    before = status_kib("VmRSS")
     try:
         with open("/proc/self/clear_refs", "w") as refs:
             refs.write("5")  # reset the high-water mark to the current resident size
@@ -374,7 +364,7 @@ def memory_probe(position: str, which: str, steps: int) -> dict:
         method = "ru_maxrss"
     for i in range(steps):
         train_step(model, opt, *data[i % 2])
-    peak = _rss_kib("VmHWM") if method == "VmHWM" else None
+    peak = status_kib("VmHWM") if method == "VmHWM" else None
     if peak is None:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return {"before_mib": (before or 0) / 1024, "peak_mib": peak / 1024,

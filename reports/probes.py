@@ -58,6 +58,15 @@ def _figure(width: float, height: float) -> Figure:
     return fig
 
 
+def _position_heatmap(fig: Figure, ax: Any, similarity: np.ndarray, title: str) -> None:
+    """A position × position cosine-similarity map on a fixed −1..1 scale."""
+    image = ax.imshow(similarity, cmap="RdBu_r", vmin=-1, vmax=1)
+    fig.colorbar(image, ax=ax, shrink=0.85, label="cosine similarity")
+    ax.set_xlabel("position")
+    ax.set_ylabel("position")
+    ax.set_title(title, fontsize=9)
+
+
 def _save(fig: Figure, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, format="png")
@@ -191,12 +200,7 @@ def position_similarity(model: nn.Module, out_dir: Path, limit: int = 256) -> Pr
     far = [np.diag(sim, k) for k in range(max(1, n // 2), n)]
     distant = float(np.mean(np.concatenate(far))) if far else float("nan")
     fig = _figure(5.2, 4.4)
-    ax = fig.subplots()
-    image = ax.imshow(sim, cmap="RdBu_r", vmin=-1, vmax=1)
-    fig.colorbar(image, ax=ax, shrink=0.85, label="cosine similarity")
-    ax.set_xlabel("position")
-    ax.set_ylabel("position")
-    ax.set_title("Cosine similarity of learned position embeddings", fontsize=9)
+    _position_heatmap(fig, fig.subplots(), sim, "Cosine similarity of learned position embeddings")
     path = _save(fig, out_dir / "position_similarity.png")
     caption = (
         f"Adjacent positions: mean cosine {adjacent:.2f}; positions at least {n // 2} apart: "
@@ -418,11 +422,7 @@ def position_decoding(model: nn.Module, out_dir: Path, *, length: int = 64,
     left.set_xlabel("layer (emb = token + position embedding)")
     left.set_ylabel("R² of a linear position read-out")
     left.grid(alpha=0.3)
-    image = right.imshow(similarity, cmap="RdBu_r", vmin=-1, vmax=1)
-    fig.colorbar(image, ax=right, shrink=0.85, label="cosine similarity")
-    right.set_xlabel("position")
-    right.set_ylabel("position")
-    right.set_title("last layer: mean state per position", fontsize=9)
+    _position_heatmap(fig, right, similarity, "last layer: mean state per position")
     path = _save(fig, out_dir / "position_decoding.png")
     caption = (
         f"Linear read-out of the absolute position (held-out R², {sequences // 2} random "

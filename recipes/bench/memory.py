@@ -24,7 +24,8 @@ except OSError:  # not glibc: freed pages may stay resident and the peak reads l
     _LIBC = None
 
 
-def _status_kib(field: str) -> int | None:
+def status_kib(field: str) -> int | None:
+    """A field of /proc/self/status in KiB (VmRSS, VmHWM), or None off Linux."""
     try:
         with open("/proc/self/status") as status:
             for line in status:
@@ -61,11 +62,11 @@ def step_peak_bytes(step: Callable[[], object]) -> int | None:
         torch.cuda.synchronize()
         return torch.cuda.max_memory_allocated() - before
     _release()
-    before = _status_kib("VmRSS")
+    before = status_kib("VmRSS")
     if before is None or not _reset_high_water_mark():
         return None
     step()
-    peak = _status_kib("VmHWM")
+    peak = status_kib("VmHWM")
     return None if peak is None else max(0, peak - before) * 1024
 
 
