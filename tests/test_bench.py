@@ -58,7 +58,7 @@ def test_variants_table_json_and_markdown(experiment_file: Path, tmp_path: Path)
     assert bench_command(_args(experiment_file, tmp_path)) == 0
     doc = json.loads((tmp_path / "bench.json").read_text())
     rows = doc["rows"]
-    assert [r["variant"] for r in rows] == ["base", "model.position=rotary"]
+    assert [r["variant"] for r in rows] == ["model.position=learned", "model.position=rotary"]
     for row in rows:
         for key in ("params", "flops_per_token", "train_tokens_per_s", "prefill_tokens_per_s",
                     "decode_tokens_per_s", "decode_ms_per_step", "peak_mem_mb", "mfu"):
