@@ -57,10 +57,15 @@ class RunOutcome:
 
 
 def run_experiment(experiment: Experiment, *, out: str | Path | None = None,
-                   echo=print) -> list[RunOutcome]:
-    """Run (or skip, reuse, resume) every planned run; return what happened to each."""
+                   shard: tuple[int, int] = (0, 1), echo=print) -> list[RunOutcome]:
+    """Run (or skip, reuse, resume) every planned run; return what happened to each.
+
+    `shard=(i, n)` takes every n-th run starting at the i-th, so n processes (or machines
+    sharing the runs folder) split one experiment without training any run twice.
+    """
     quiet_lightning()
-    runs = experiment.plan()
+    index, count = shard
+    runs = experiment.plan()[index::count]
     root = Path(out) if out else experiment.runs_dir
     for config in {id(r.config): r.config for r in runs}.values():
         prepare_data(config)  # data errors are bad input: fail before anything trains

@@ -79,3 +79,17 @@ def test_list_and_unknown_family(capsys):
     assert "positions.rotary" in capsys.readouterr().out
     assert main(["list", "positons.*"]) == 2
     assert "did you mean 'positions'" in capsys.readouterr().err
+
+
+def test_shards_split_the_runs_without_overlap(tiny, write_yaml, tmp_path, capsys):
+    tiny["seeds"] = [0, 1, 2]
+    tiny["train"]["steps"] = 4
+    path = str(write_yaml("shard.yaml", tiny))
+    out = tmp_path / "runs"
+    assert main(["run", path, "--out", str(out), "--shard", "1/2"]) == 0
+    first = {p.name for p in out.iterdir()}
+    assert main(["run", path, "--out", str(out), "--shard", "2/2"]) == 0
+    second = {p.name for p in out.iterdir()} - first
+    assert len(first) == 2 and len(second) == 1
+    assert main(["run", path, "--out", str(out), "--shard", "3/2"]) == 2
+    assert "--shard" in capsys.readouterr().err

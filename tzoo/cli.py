@@ -64,7 +64,7 @@ def _run(args: argparse.Namespace) -> int:
 
     experiment = load_experiment(args.experiment, args.set)
     try:
-        outcomes = run_experiment(experiment, out=args.out)
+        outcomes = run_experiment(experiment, out=args.out, shard=_shard(args.shard))
     except Interrupted:
         print("interrupted: the current run was checkpointed; run the same command to resume",
               file=sys.stderr)
@@ -81,6 +81,21 @@ def _run(args: argparse.Namespace) -> int:
 
         report_command([str(args.out or experiment.runs_dir)], None, None)
     return exit_code(outcomes)
+
+
+def _shard(text: str | None) -> tuple[int, int]:
+    """'1/3' -> (0, 3): shards are numbered from 1 on the command line."""
+    if not text:
+        return 0, 1
+    part, _, total = text.partition("/")
+    try:
+        index, count = int(part), int(total)
+    except ValueError:
+        index, count = 0, 0
+    if not 1 <= index <= count:
+        raise ConfigError(f"--shard takes I/N with 1 <= I <= N (e.g. 1/2), got '{text}'",
+                          key="--shard")
+    return index - 1, count
 
 
 def _sweep(args: argparse.Namespace) -> int:
@@ -173,6 +188,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = command("run", _run, "run every variant and seed of an experiment (resumable)")
     experiment_arguments(sub)
     sub.add_argument("--report", action="store_true", help="write the report afterwards")
+    sub.add_argument("--shard", metavar="I/N",
+                     help="run only the I-th of N interleaved shares of the runs, so N "
+                     "processes or machines split one experiment (e.g. --shard 1/2)")
 
     sub = command("sweep", _sweep, "search hyperparameters with Optuna")
     sub.add_argument("sweep", help="a sweep YAML file")
