@@ -15,6 +15,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchmetrics.aggregation import MeanMetric
 
+from tzoo.components.masks import PrefixMask
+
 from .batches import EvalWindows, LMStream, TrainWindows
 from .data import PreparedData
 from .experiment import resolve_model
@@ -81,7 +83,7 @@ class LanguageModeling(Task):
         self.chars_per_token = data.chars_per_token
         self.eval_labels: list[str] = []
         self.eval_means = torch.nn.ModuleDict()
-        self.uses_prefix_mask = self.model.mask.__class__.__name__ == "PrefixMask"
+        self.uses_prefix_mask = isinstance(self.model.mask, PrefixMask)
 
     def set_eval_labels(self, labels: list[str]) -> None:
         self.eval_labels = labels

@@ -21,6 +21,7 @@ from torchmetrics.aggregation import MeanMetric
 from torchmetrics.text import SacreBLEUScore
 
 from tzoo.components import EncoderDecoder, beam_search, generate
+from tzoo.components.masks import PrefixMask
 
 from .batches import EvalPairBatches, PairsDataset, TrainPairs
 from .data import PreparedData
@@ -82,7 +83,7 @@ class Translation(Task):
         self.pad_id, self.bos_id = self.tokenizer.pad_id, self.tokenizer.bos_id
         self.eos_id, self.sep_id = self.tokenizer.eos_id, self.tokenizer.sep_id
         self.encoder_decoder = isinstance(self.model, EncoderDecoder)
-        self.uses_prefix_mask = type(self.model.mask).__name__ == "PrefixMask"
+        self.uses_prefix_mask = isinstance(self.model.mask, PrefixMask)
         self.smoothing = float(config["task"]["label_smoothing"])
         self.eval_config = config["eval"]
         self.test_splits: list[str] = []
