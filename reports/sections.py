@@ -153,7 +153,8 @@ def _takeaways(groups: Sequence[VariantGroup], metric: str) -> list[str]:
             f"`{row.variant}` is {word} than the base on `{metric}` "
             f"({fmt.signed(d.diff)}, p = {fmt.p_value(d.p_value)})."
         )
-    if lines and not significant and any(r.delta for r in rows):
+    tested = any(r.delta is not None and r.delta.p_value is not None for r in rows)
+    if lines and not significant and tested:
         lines.append(f"No difference to the base on `{metric}` is significant at p < 0.05.")
     return lines
 
