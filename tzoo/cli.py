@@ -69,8 +69,6 @@ def _run(args: argparse.Namespace) -> int:
         print("interrupted: the current run was checkpointed; run the same command to resume",
               file=sys.stderr)
         return 130
-    except ConfigError as error:  # bad data (a missing file): name the experiment too
-        raise error.located(source=args.experiment) from None
     done = sum(o.status == "completed" for o in outcomes)
     print(f"{done}/{len(outcomes)} runs completed; results in {args.out or experiment.runs_dir}")
     for outcome in outcomes:
@@ -263,7 +261,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.handler(args) or 0)
     except ConfigError as error:
-        print(f"tzoo {args.command}: error: {error}", file=sys.stderr)
+        # Errors found while loading data or building runs name the file that asked for them.
+        source = getattr(args, "experiment", None) or getattr(args, "sweep", None)
+        print(f"tzoo {args.command}: error: {error.located(source=source)}", file=sys.stderr)
         return BAD_INPUT
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
