@@ -84,11 +84,10 @@ class CausalSelfAttention(nn.Module):
         k = k.view(B, T, self.heads, C // self.heads).transpose(1, 2)
         v = v.view(B, T, self.heads, C // self.heads).transpose(1, 2)
         if rope is not None:
+            # RoFormer's pairs (2i, 2i+1): (a, b) -> (a·cos − b·sin, b·cos + a·sin).
             cos, sin = rope
-            q = q * cos + torch.cat((-q[..., C // self.heads // 2:], q[..., :C // self.heads // 2]),
-                                    dim=-1) * sin
-            k = k * cos + torch.cat((-k[..., C // self.heads // 2:], k[..., :C // self.heads // 2]),
-                                    dim=-1) * sin
+            q = q * cos + torch.stack((-q[..., 1::2], q[..., 0::2]), dim=-1).flatten(-2) * sin
+            k = k * cos + torch.stack((-k[..., 1::2], k[..., 0::2]), dim=-1).flatten(-2) * sin
         if mask is None:
             y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
         else:
@@ -142,7 +141,7 @@ class GPT(nn.Module):
             self.register_buffer("wpe_fixed", INIT_STD * math.sqrt(2.0) * waves, persistent=False)
         elif position == "rotary":
             angles = t[:, None] * 10000.0 ** (-torch.arange(0, hd, 2, dtype=torch.float32) / hd)
-            angles = torch.cat((angles, angles), dim=-1)
+            angles = angles.repeat_interleave(2, dim=-1)  # one angle per channel pair
             self.register_buffer("rope_cos", angles.cos(), persistent=False)
             self.register_buffer("rope_sin", angles.sin(), persistent=False)
         elif position == "alibi":
