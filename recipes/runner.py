@@ -199,6 +199,7 @@ def _train(spec: RunSpec, run_dir: Path, experiment: str,
     L.seed_everything(spec.seed, workers=True, verbose=False)
     started = time.perf_counter()
     throughput = Throughput()
+    memory = PeakMemory()
     task = None
     try:
         data, task, datamodule = _build(config, spec, start_step)
@@ -208,7 +209,7 @@ def _train(spec: RunSpec, run_dir: Path, experiment: str,
         if train["compile"]:
             task.model = torch.compile(task.model)
         trainer = _trainer(config, run_dir, throughput, callbacks)
-        with PeakMemory() as memory, _sigterm_as_interrupt():
+        with memory, _sigterm_as_interrupt():
             if start_step < int(train["steps"]):
                 _call(trainer.fit, task, datamodule=datamodule,
                       ckpt_path=str(resume_from) if resume_from else None, weights_only=True)
@@ -248,7 +249,7 @@ def _train(spec: RunSpec, run_dir: Path, experiment: str,
         summary.update(
             wall_s=round(time.perf_counter() - started, 2),
             tokens_per_s=throughput.tokens_per_s,
-            peak_mem_mb=memory.megabytes if "memory" in locals() else None,
+            peak_mem_mb=memory.megabytes,
             versions=rundir.versions(),
         )
         summary.setdefault("params", task.model.num_parameters() if task else None)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import shlex
+import shutil
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -67,6 +68,11 @@ def build_report(run_dirs: Iterable[str | Path], out_dir: str | Path, *,
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     runs = load_runs(run_dirs)
+    # The figure folders are the builder's own: clear them so that no figure of an earlier
+    # build (a variant since renamed, a data set since split) outlives it. Anything else in
+    # the folder, such as a written conclusion, is left alone.
+    for generated in ("plots", "probes"):
+        shutil.rmtree(out / generated, ignore_errors=True)
     title = title or default_title(runs)
     if command is None:
         command = shlex.join(["tzoo", "report", *run_dirs, "--out", str(out_dir)])
