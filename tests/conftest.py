@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 import yaml
 
 #: a language model small enough to train 20 steps in well under a second on one CPU core
@@ -25,6 +26,16 @@ TINY: dict[str, Any] = {
               "log_every": 1, "progress": False, "accelerator": "cpu", "devices": 1},
     "eval": {"batches": 2, "context_multipliers": [1], "test_batches": 2},
 }
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny tensors: one thread is faster, and immune to contention on a shared machine.
+    Modules of small-model tests opt in with `pytestmark = pytest.mark.usefixtures(...)`."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
 
 
 @pytest.fixture

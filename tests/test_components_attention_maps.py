@@ -18,13 +18,7 @@ VOCAB, LENGTH = 32, 7
 ATTENTIONS = {"mha": "mha", "gqa": {"name": "gqa", "kv_heads": 2}, "mqa": "mqa"}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one thread is faster, and immune to contention on a shared machine."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _model(position, *, arch="decoder", attention="mha", mask=None):

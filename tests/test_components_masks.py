@@ -23,12 +23,7 @@ UNCHANGED, CHANGED = 1e-9, 1e-6
 ATTENTIONS = {"mha": "mha", "gqa": {"name": "gqa", "kv_heads": 2}, "mqa": "mqa"}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _attention_spec(name: str):

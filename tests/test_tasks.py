@@ -22,13 +22,7 @@ from tzoo.recipes.translation import PairsData, Translation, corpus_scores
 STEPS = 100
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one thread is faster, and immune to contention on a shared machine."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _lm_task(tiny: dict, objective: str, mask: str | None = None):
