@@ -67,6 +67,12 @@ def _position_heatmap(fig: Figure, ax: Any, similarity: np.ndarray, title: str) 
     ax.set_title(title, fontsize=9)
 
 
+def _no_hidden_states(name: str, title: str) -> ProbeResult:
+    """The skip of a probe that reads per-layer states, which the encoder-decoder does not give."""
+    return ProbeResult.skip(name, title, "does not apply: the encoder-decoder does not return "
+                            "hidden states")
+
+
 def _save(fig: Figure, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, format="png")
@@ -329,8 +335,7 @@ def contextual_drift(model: nn.Module, out_dir: Path, *, tokenizer: Any | None =
     """
     name, title = "contextual_drift", "Contextual drift of one token"
     if _is_encoder_decoder(model):
-        return ProbeResult.skip(name, title, "does not apply: the encoder-decoder does not "
-                                "return hidden states")
+        return _no_hidden_states(name, title)
     length = _fit(length, model)
     vocab = int(model.embedding.num_embeddings)
     if target is None:
@@ -387,8 +392,7 @@ def position_decoding(model: nn.Module, out_dir: Path, *, length: int = 64,
     """
     name, title = "position_decoding", "Positions the model can read out"
     if _is_encoder_decoder(model):
-        return ProbeResult.skip(name, title, "does not apply: the encoder-decoder does not "
-                                "return hidden states")
+        return _no_hidden_states(name, title)
     length = _fit(length, model)
     vocab = int(model.embedding.num_embeddings)
     generator = torch.Generator().manual_seed(seed)
