@@ -8,9 +8,11 @@ the others go on. Ctrl-C (or SIGTERM) checkpoints the current run and stops the 
 
 from __future__ import annotations
 
+import contextlib
 import math
 import shutil
 import signal
+import threading
 import time
 import traceback
 from collections.abc import Sequence
@@ -300,27 +302,22 @@ def _call(function, *args, **kwargs):
         raise Interrupted() from error
 
 
-class _sigterm_as_interrupt:
-    """SIGTERM (a scheduler's kill) checkpoints like Ctrl-C does."""
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """SIGTERM (a scheduler's kill) checkpoints like Ctrl-C does. Signal handlers can only be
+    set from the main thread; elsewhere SIGTERM keeps its default."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
 
-    def __enter__(self):
-        def handler(signum, frame):
-            raise KeyboardInterrupt
+    def handler(signum, frame):
+        raise KeyboardInterrupt
 
-        self.previous = signal.getsignal(signal.SIGTERM)
-        if _main_thread():
-            signal.signal(signal.SIGTERM, handler)
-        return self
-
-    def __exit__(self, *exc):
-        if _main_thread():
-            signal.signal(signal.SIGTERM, self.previous)
-
-
-def _main_thread() -> bool:
-    import threading
-
-    return threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _floats(metrics: dict) -> dict[str, float | None]:
