@@ -22,12 +22,12 @@ from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint, OnExceptionCheckpoint, TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger
 
 from tzoo.components import ConfigError
 
 from . import rundir
+from .callbacks import ProgressBar, StepCheckpoints
 from .checkpoints import TOKENIZER, save_final
 from .data import prepare_data
 from .experiment import Experiment, RunSpec
@@ -268,18 +268,15 @@ def _supplies_prefix(config: dict) -> bool:
 def _trainer(config: dict, run_dir: Path, throughput: Throughput,
              extra: Sequence[L.Callback] = ()) -> L.Trainer:
     train, evaluation = config["train"], config["eval"]
-    checkpoints = run_dir / "checkpoints"
     callbacks = [
-        ModelCheckpoint(dirpath=checkpoints, filename="last", monitor=None, save_top_k=1,
-                        every_n_train_steps=int(train["checkpoint_every"]),
-                        enable_version_counter=False),
-        OnExceptionCheckpoint(dirpath=checkpoints, filename="interrupted"),
+        StepCheckpoints(run_dir / rundir.LAST_CHECKPOINT, run_dir / rundir.INTERRUPTED_CHECKPOINT,
+                        every=int(train["checkpoint_every"])),
         throughput,
         *extra,
     ]
     progress = bool(train["progress"])
     if progress:
-        callbacks.append(TQDMProgressBar(refresh_rate=max(1, int(train["log_every"]))))
+        callbacks.append(ProgressBar(refresh_rate=max(1, int(train["log_every"]))))
     steps = int(train["steps"])
     return L.Trainer(
         max_steps=steps, max_epochs=-1, val_check_interval=min(int(train["val_every"]), steps),
@@ -288,6 +285,7 @@ def _trainer(config: dict, run_dir: Path, throughput: Throughput,
         gradient_clip_val=train["grad_clip"], precision=train["precision"],
         accelerator=train["accelerator"], devices=train["devices"],
         enable_progress_bar=progress, enable_model_summary=False,
+        enable_checkpointing=False,  # StepCheckpoints writes the resume points
         log_every_n_steps=int(train["log_every"]), default_root_dir=str(run_dir),
         deterministic=False,
     )

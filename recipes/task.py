@@ -63,6 +63,8 @@ class Task(L.LightningModule):
         self.train_config = config["train"]
         self.log_every = int(config["train"]["log_every"])
         self.tokens_seen = 0
+        self.step_metrics: dict[str, float] = {}
+        self.progress_metrics: dict[str, str] = {}
 
     # ----------------------------------------------------------------------------- training
     def loss(self, batch: dict) -> tuple[Tensor, int]:
@@ -79,9 +81,9 @@ class Task(L.LightningModule):
             raise Diverged(self.global_step, float(loss.detach()))
         self.tokens_seen += self.batch_tokens(batch)
         if self.global_step % self.log_every == 0:
-            self.log("train/loss", loss.detach(), prog_bar=True, on_step=True, on_epoch=False)
-            self.log("lr", self.trainer.optimizers[0].param_groups[0]["lr"], on_step=True,
-                     on_epoch=False)
+            self.step_metrics = {"train/loss": float(loss.detach()),
+                                 "lr": self.trainer.optimizers[0].param_groups[0]["lr"]}
+            self.progress_metrics = {"loss": f"{self.step_metrics['train/loss']:.3f}"}
         return loss
 
     def configure_optimizers(self):
@@ -95,18 +97,27 @@ class Task(L.LightningModule):
         return [*model.encoder.blocks, *model.decoder.blocks]
 
     def on_before_optimizer_step(self, optimizer) -> None:
-        # Gradient norm per layer, before clipping: the pre-LN vs post-LN story in one plot.
         if self.global_step % self.log_every:
             return
+        self.write_step_metrics({**self.step_metrics, **self.gradient_norms()})
+
+    def gradient_norms(self) -> dict[str, float]:
+        """Gradient norm per layer, before clipping: the pre-LN vs post-LN story in one plot."""
         norms = {}
         for i, block in enumerate(self.layer_groups()):
             grads = [p.grad for p in block.parameters() if p.grad is not None]
             if grads:
-                norms[f"grad_norm/layer_{i}"] = torch.linalg.vector_norm(
-                    torch.stack([torch.linalg.vector_norm(g) for g in grads])
-                )
-        if norms:
-            self.log_dict(norms, on_step=True, on_epoch=False)
+                norms[f"grad_norm/layer_{i}"] = float(torch.linalg.vector_norm(
+                    torch.stack([torch.linalg.vector_norm(g) for g in grads])))
+        return norms
+
+    def write_step_metrics(self, metrics: dict[str, float]) -> None:
+        """Training-step scalars go straight to the loggers, labelled with the step they
+        describe. `self.log` would route each through Lightning's result collection (about
+        0.5 ms per value on a CPU, a few per cent of a small model's step) only to hand the
+        same numbers to the same loggers."""
+        for logger in self.loggers:
+            logger.log_metrics(metrics, step=self.global_step)
 
     # ----------------------------------------------------------------------------- resume
     def on_save_checkpoint(self, checkpoint: dict) -> None:

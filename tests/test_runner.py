@@ -74,20 +74,68 @@ def test_sigkill_mid_training_then_resume_matches_uninterrupted(tiny, write_yaml
     assert fresh["resumed_from_step"] == 0
     assert resumed["metrics"] == fresh["metrics"]  # exact
 
-    # the training curve: no step twice, and the same losses as the uninterrupted run. Lightning
-    # writes the checkpoint of step k before it hands step k-1's logged values to the CSV
-    # logger, so a kill in that window loses row k-1 (the resumed run starts at step k).
+    # the training curve: every step once, and the same losses as the uninterrupted run. A
+    # step's row is written before the step's checkpoint, so a kill loses no row.
     rows = _metric_rows(run_dir)
     train_steps = [int(r["step"]) for r in rows if r["train/loss"]]
-    assert len(train_steps) == len(set(train_steps))
-    start = resumed["resumed_from_step"]
-    assert set(range(80)) - set(train_steps) <= {start - 1}
+    assert sorted(train_steps) == list(range(80))
     val_steps = Counter(int(r["step"]) for r in rows if r["val/loss"])
     assert all(count <= 2 for count in val_steps.values())  # periodic + the final validate
     fresh_loss = {int(r["step"]): r["train/loss"] for r in _metric_rows(fresh_out / run_dir.name)
                   if r["train/loss"]}
     assert {int(r["step"]): r["train/loss"] for r in rows if r["train/loss"]} == {
         step: loss for step, loss in fresh_loss.items() if step in set(train_steps)}
+
+
+def test_sigterm_checkpoints_then_resume_matches_uninterrupted(tiny, write_yaml, tmp_path):
+    """SIGTERM (a scheduler's kill) stops the command with 130, writes interrupted.ckpt and
+    records the run as interrupted; the same command resumes from that exact step."""
+    tiny["train"].update(steps=300, val_every=100, checkpoint_every=100, threads=1)
+    path = write_yaml("term.yaml", tiny)
+    out = tmp_path / "term" / "runs"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tzoo.cli", "run", str(path), "--out", str(out)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while not list(out.glob("*/metrics.csv")):  # training has started
+            assert process.poll() is None, "the run ended before it started training"
+            assert time.monotonic() < deadline, "no training within 120 s"
+            time.sleep(0.01)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=120) == 130
+    finally:
+        process.kill()
+    (run_dir,) = out.iterdir()
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "interrupted"
+    stopped_at = torch.load(run_dir / "checkpoints" / "interrupted.ckpt", map_location="cpu",
+                            weights_only=True)["global_step"]
+    assert 0 < stopped_at < 300
+    assert not list(run_dir.glob("checkpoints/.*.tmp"))  # written under a temporary name
+
+    assert main(["run", str(path), "--out", str(out)]) == 0
+    resumed = _summaries(out)[run_dir.name]
+    assert resumed["status"] == "completed" and resumed["resumed_from_step"] == stopped_at
+    fresh_out = tmp_path / "fresh" / "runs"
+    assert main(["run", str(path), "--out", str(fresh_out)]) == 0
+    assert resumed["metrics"] == _summaries(fresh_out)[run_dir.name]["metrics"]
+
+
+def test_training_rows_carry_the_step_they_describe(tiny, write_yaml, tmp_path):
+    """Row `step` s holds step s's loss, learning rate and gradient norms (the learning rate
+    of the warm-up's first steps pins it: lr·(s+1)/(warmup+1))."""
+    tiny["train"].update(steps=20, log_every=5, warmup=10, lr=1e-3, schedule="constant")
+    out = tmp_path / "runs"
+    assert main(["run", str(write_yaml("rows.yaml", tiny)), "--out", str(out)]) == 0
+    (run_dir,) = out.iterdir()
+    rows = [r for r in _metric_rows(run_dir) if r["train/loss"]]
+    assert [int(r["step"]) for r in rows] == [0, 5, 10, 15]
+    for row in rows:
+        step = int(row["step"])
+        expected = 1e-3 * (step + 1) / 11 if step < 10 else 1e-3
+        assert float(row["lr"]) == pytest.approx(expected)
+        assert float(row["grad_norm/layer_0"]) > 0
 
 
 def test_completed_experiment_rerun_trains_nothing(tiny, write_yaml, tmp_path, capsys):

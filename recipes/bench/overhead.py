@@ -2,8 +2,8 @@
 
 Runner side: the runner's own `_trainer(config, run_dir, throughput)` (Lightning Trainer, CSV
 logger, checkpoint and progress-bar callbacks, gradient clipping) fitting the real task on the
-real data module, as `tzoo run` does. A `StepClock` callback stamps every training batch start;
-the step time is the mean interval between stamps (wall clock, and this process's CPU time,
+real data module, as `tzoo run` does. Its throughput callback also stamps every training batch
+start; the step time is the mean interval between stamps (wall clock, and this process's CPU time,
 which a noisy neighbour disturbs far less), which includes everything Lightning does per
 step (fetching the batch, logging every `log_every` steps, callbacks, the progress bar). The
 first interval of a fit (iterator start-up) and the end-of-fit validation are left out. The
@@ -40,14 +40,17 @@ from .subjects import Subject, build_subject, build_task, with_overrides
 from .timing import Stat, paired_ratios, round_robin
 
 
-class StepClock(L.Callback):
-    """Wall and process-CPU clocks at the start of every training batch."""
+class ClockedThroughput(Throughput):
+    """The runner's throughput callback, also stamping wall and process-CPU clocks at the start
+    of every training batch (one callback, as in a real run, rather than an extra one)."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.stamps: list[tuple[float, float]] = []
 
     def on_train_batch_start(self, trainer, module, batch, batch_idx) -> None:
         self.stamps.append((time.perf_counter(), time.process_time()))
+        super().on_train_batch_start(trainer, module, batch, batch_idx)
 
     def mean_interval(self) -> dict[str, float]:
         """Mean step interval, wall and CPU, leaving out the first (iterator start-up)."""
@@ -61,12 +64,10 @@ class StepClock(L.Callback):
 def _runner_steps(config: dict, steps: int, run_dir: Path, seed: int):
     """A fresh Trainer fitting `steps` + 1 steps of the real task; returns seconds per step."""
     task, module = build_task(config, seed)
-    clock = StepClock()
 
     def run() -> dict[str, float]:
-        clock.stamps.clear()
-        trainer = _trainer(config, run_dir, Throughput())
-        trainer.callbacks.append(clock)
+        clock = ClockedThroughput()
+        trainer = _trainer(config, run_dir, clock)
         with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
             trainer.fit(task, datamodule=module)
         return clock.mean_interval()

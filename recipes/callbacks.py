@@ -1,0 +1,53 @@
+"""The runner's own Lightning callbacks: resume points and the progress bar.
+
+Lightning calls every hook of every callback on every training step (six hooks, each wrapped in
+a profiler context named after the callback's state key), so each callback a run carries costs
+time whether or not it has work to do. The runner keeps the list short: these two, plus the
+throughput clock (`measure.Throughput`).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.callbacks import TQDMProgressBar
+
+
+class StepCheckpoints(L.Callback):
+    """`last.ckpt` every `every` training steps, `interrupted.ckpt` when training raises.
+
+    Does the job of Lightning's ModelCheckpoint + OnExceptionCheckpoint pair for a step-based
+    run, with less per-step machinery (ModelCheckpoint formats its state key, a repr of its
+    settings, on each of the six per-step hook calls), and writes each file under a temporary
+    name first, so a crash mid-write never leaves a truncated resume point."""
+
+    def __init__(self, last: str | Path, interrupted: str | Path, every: int):
+        self.last, self.interrupted = Path(last), Path(interrupted)
+        self.every = max(1, int(every))
+
+    def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
+        if trainer.global_step % self.every == 0:
+            self._save(trainer, self.last)
+
+    def on_exception(self, trainer: L.Trainer, *args: Any) -> None:
+        self._save(trainer, self.interrupted)
+
+    @staticmethod
+    def _save(trainer: L.Trainer, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_name(f".{path.name}.tmp")
+        trainer.save_checkpoint(temporary)
+        os.replace(temporary, path)
+
+
+class ProgressBar(TQDMProgressBar):
+    """Lightning's tqdm bar showing the task's latest training loss (`Task.progress_metrics`),
+    which the task writes straight to the loggers rather than through `self.log`."""
+
+    def get_metrics(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, Any]:
+        shown = super().get_metrics(trainer, pl_module)
+        shown.pop("v_num", None)
+        return {**getattr(pl_module, "progress_metrics", {}), **shown}
