@@ -9,6 +9,7 @@ throughput clock (`measure.Throughput`).
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -44,8 +45,37 @@ class StepCheckpoints(L.Callback):
 
 
 class ProgressBar(TQDMProgressBar):
-    """Lightning's tqdm bar showing the task's latest training loss (`Task.progress_metrics`),
-    which the task writes straight to the loggers rather than through `self.log`."""
+    """Lightning's tqdm bar, redrawn at most every `interval` seconds rather than every N
+    steps, and showing the task's latest training loss (`Task.progress_metrics`, which the task
+    writes straight to the loggers rather than through `self.log`).
+
+    A redraw (postfix, counters, the terminal write) costs about a millisecond; every 10 steps
+    that is ~0.1 ms a step, ~1 % of a small model's step, for updates faster than anyone reads.
+    """
+
+    def __init__(self, interval: float = 0.5):
+        super().__init__(refresh_rate=1)
+        self.interval = interval
+        self._drawn_at = 0.0
+
+    def _due(self, n: int, total: int | float | None) -> bool:
+        now = time.monotonic()
+        if now - self._drawn_at < self.interval and n != total:
+            return False
+        self._drawn_at = now
+        return True
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule,
+                           outputs: Any, batch: Any, batch_idx: int) -> None:
+        if self._due(batch_idx + 1, self.train_progress_bar.total):
+            super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+
+    def on_validation_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule,
+                                outputs: Any, batch: Any, batch_idx: int,
+                                dataloader_idx: int = 0) -> None:
+        if self._due(batch_idx + 1, self.val_progress_bar.total):
+            super().on_validation_batch_end(trainer, pl_module, outputs, batch, batch_idx,
+                                            dataloader_idx)
 
     def get_metrics(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, Any]:
         shown = super().get_metrics(trainer, pl_module)

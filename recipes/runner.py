@@ -276,7 +276,7 @@ def _trainer(config: dict, run_dir: Path, throughput: Throughput,
     ]
     progress = bool(train["progress"])
     if progress:
-        callbacks.append(ProgressBar(refresh_rate=max(1, int(train["log_every"]))))
+        callbacks.append(ProgressBar())
     steps = int(train["steps"])
     return L.Trainer(
         max_steps=steps, max_epochs=-1, val_check_interval=min(int(train["val_every"]), steps),

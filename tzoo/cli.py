@@ -231,7 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--no-table", action="store_true", help="skip the variants table")
     sub.add_argument("--threads", type=int, help="torch threads (sets train.threads)")
     sub.add_argument("--steps", type=int, default=3, help="training steps per round")
-    sub.add_argument("--overhead-steps", type=int, default=30,
+    sub.add_argument("--overhead-steps", type=int, default=100,
                      help="steps per round of --overhead (a multiple of train.log_every)")
     sub.add_argument("--contexts", default="128,256,512,1024",
                      help="--scaling context lengths (comma-separated)")

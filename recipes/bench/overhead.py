@@ -69,8 +69,11 @@ def _runner_steps(config: dict, steps: int, run_dir: Path, seed: int):
         clock = ClockedThroughput()
         trainer = _trainer(config, run_dir, clock)
         with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
+            called = time.perf_counter()
             trainer.fit(task, datamodule=module)
-        return clock.mean_interval()
+        # From fit() to the second batch: Lightning's set-up and the first step, paid once a run.
+        startup = clock.stamps[1][0] - called if len(clock.stamps) > 1 else float("nan")
+        return {**clock.mean_interval(), "startup_s": startup}
 
     return run
 
@@ -137,6 +140,7 @@ def bench_overhead(config: dict, *, steps: int = 30, repeats: int = 5, compile: 
         "runner_step_ms": Stat.of([1e3 * s for s in runner_s]).to_dict(),
         "bare_step_ms": Stat.of([1e3 * s for s in bare_s]).to_dict(),
         "runner_over_bare": paired_ratios(runner_s, bare_s).to_dict(),
+        "runner_startup_ms": Stat.of([1e3 * r["startup_s"] for r in rounds["runner"]]).to_dict(),
         "overhead_pct": Stat.of([100 * (r / b - 1) for r, b in zip(runner_s, bare_s,
                                                                   strict=True)]).to_dict(),
         # CPU time of this process per step: what other processes on a shared machine do to
