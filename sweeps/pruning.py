@@ -5,7 +5,7 @@ optuna-integration's PyTorchLightningPruningCallback reports by epoch; our runs 
 but the first be dropped (optuna issue 2932). This callback reports `trainer.global_step`.
 
 Lightning calls `on_exception` on every callback and re-raises an exception raised inside a
-hook, so raising `Pruned` here checkpoints the run (OnExceptionCheckpoint) and reaches the
+hook, so raising `Pruned` here checkpoints the run (StepCheckpoints) and reaches the
 runner, which records the run as "pruned" and re-raises it to the sweep.
 """
 

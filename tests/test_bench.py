@@ -87,10 +87,12 @@ def test_generation_cost(config: dict, tmp_path: Path) -> None:
 
 
 def test_overhead(config: dict) -> None:
-    result = bench_overhead(config, steps=4, repeats=1, echo=lambda _: None)
+    result = bench_overhead(config, steps=4, repeats=2, echo=lambda _: None)
     for key in ("runner_step_ms", "bare_step_ms", "runner_over_bare", "data_ms"):
         assert _positive(result[key]["median"]), key
     assert 0 <= result["data_pct_of_step"]["median"] < 100
+    assert result["pairs"] == 2 * 4  # every timed runner step has its bare twin
+    assert _positive(result["runner_over_bare_per_step"]["median"])
     assert result["compile"] == {"requested": False}
 
 

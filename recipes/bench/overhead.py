@@ -2,20 +2,23 @@
 
 Runner side: the runner's own `_trainer(config, run_dir, throughput)` (Lightning Trainer, CSV
 logger, checkpoint and progress-bar callbacks, gradient clipping) fitting the real task on the
-real data module, as `tzoo run` does. Its throughput callback also stamps every training batch
-start; the step time is the mean interval between stamps (wall clock, and this process's CPU time,
-which a noisy neighbour disturbs far less), which includes everything Lightning does per
-step (fetching the batch, logging every `log_every` steps, callbacks, the progress bar). The
-first interval of a fit (iterator start-up) and the end-of-fit validation are left out. The
-progress bar is written to a buffer, not the terminal.
+real data module, as `tzoo run` does, so its step includes everything Lightning does per step
+(fetching the batch, hooks, logging every `log_every` steps, the progress bar, written to a
+buffer). Its throughput callback also stamps the start of every training batch.
 
-Bare side: the same model (same seed), the same batches (the same data module's loader), the
-same loss (`task.loss`), AdamW + schedule + clipping (subjects.Subject.train_step), in a plain
-loop; the time spent waiting for the next batch is recorded apart: the data-loading share.
+Bare side: a twin model (same seed), batches from the same data module's loader, the same loss
+(`task.loss`), AdamW + schedule + clipping (subjects.Subject.train_step) in plain PyTorch.
 
-Rounds alternate the two sides; the overhead is the per-round ratio runner / bare − 1.
-With `compile`, a third contender runs the bare loop on `torch.compile(model)`; compile time
-(the first step) and any failure are reported as they are.
+The two alternate step by step inside one fit (`InterleavedBare`): after each runner step, one
+bare step runs and is timed; the runner's step is its batch-to-batch interval minus that bare
+step. Pairs one step apart see the same machine, which matters on a shared, noisy box where
+whole rounds seconds apart did not (their ratios wandered ±5 %). The overhead is total runner
+time / total bare time per fit, summarised over fits; the median per-step ratio is reported
+beside it. The bare side's wait for its next batch is the data-loading share. Lightning's
+once-per-run set-up (fit() to the second batch) is reported apart.
+
+With `compile`, the bare loop and the bare loop on `torch.compile(model)` run in alternating
+rounds; compile time (the first steps) and any failure are reported as they are.
 """
 
 from __future__ import annotations
@@ -61,19 +64,53 @@ class ClockedThroughput(Throughput):
         return {"step_s": (wall1 - wall0) / n, "cpu_s": (cpu1 - cpu0) / n}
 
 
-def _runner_steps(config: dict, steps: int, run_dir: Path, seed: int):
-    """A fresh Trainer fitting `steps` + 1 steps of the real task; returns seconds per step."""
+class InterleavedBare(L.Callback):
+    """After every runner step, one bare-loop step of a twin model, timed on its own.
+
+    Runner and bare steps alternate one to one inside the same fit, so both sides of every pair
+    see the same machine (a neighbour's burst of load hits both); the runner's own step time is
+    its batch-to-batch interval minus the bare step that ran inside it. This callback's five
+    idle hooks (~10 µs a step) count against the runner: the error is on the safe side."""
+
+    def __init__(self, subject: Subject, module: L.LightningDataModule):
+        self.subject = subject
+        self.batches = iter(module.train_dataloader())
+        self.wall: list[float] = []
+        self.cpu: list[float] = []
+        self.data: list[float] = []
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
+        wall, cpu = time.perf_counter(), time.process_time()
+        bare_batch = next(self.batches)
+        fetched = time.perf_counter()
+        self.subject.train_step(bare_batch)
+        self.data.append(fetched - wall)
+        self.wall.append(time.perf_counter() - wall)
+        self.cpu.append(time.process_time() - cpu)
+
+
+def _interleaved_fit(config: dict, run_dir: Path, seed: int, subject: Subject):
+    """A function that fits the runner's Trainer with a bare step after each of its steps;
+    returns the per-step pairs, the fit's first two steps left out."""
     task, module = build_task(config, seed)
 
-    def run() -> dict[str, float]:
-        clock = ClockedThroughput()
-        trainer = _trainer(config, run_dir, clock)
+    def run() -> dict[str, list[float]]:
+        clock, bare = ClockedThroughput(), InterleavedBare(subject, module)
+        trainer = _trainer(config, run_dir, clock, [bare])
         with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
             called = time.perf_counter()
             trainer.fit(task, datamodule=module)
-        # From fit() to the second batch: Lightning's set-up and the first step, paid once a run.
-        startup = clock.stamps[1][0] - called if len(clock.stamps) > 1 else float("nan")
-        return {**clock.mean_interval(), "startup_s": startup}
+        stamps = clock.stamps
+        pairs = range(2, min(len(stamps) - 1, len(bare.wall)))
+        return {
+            "runner_s": [stamps[i + 1][0] - stamps[i][0] - bare.wall[i] for i in pairs],
+            "runner_cpu_s": [stamps[i + 1][1] - stamps[i][1] - bare.cpu[i] for i in pairs],
+            "bare_s": [bare.wall[i] for i in pairs],
+            "bare_cpu_s": [bare.cpu[i] for i in pairs],
+            "data_s": [bare.data[i] for i in pairs],
+            # From fit() to the second batch: Lightning's set-up and first step, once a run.
+            "startup_s": [stamps[1][0] - called - (bare.wall[0] if bare.wall else 0.0)],
+        }
 
     return run
 
@@ -83,28 +120,27 @@ def _bare_steps(subject: Subject, module: L.LightningDataModule, steps: int):
 
     def run() -> dict[str, float]:
         loader = iter(module.train_dataloader())
-        next(loader)  # iterator start-up, as the runner side's first interval is dropped
-        data = total = 0.0
-        cpu = time.process_time()
+        next(loader)  # iterator start-up
+        total = 0.0
         for _ in range(steps):
             start = time.perf_counter()
-            batch = next(loader)
-            fetched = time.perf_counter()
-            subject.train_step(batch)
-            data += fetched - start
+            subject.train_step(next(loader))
             total += time.perf_counter() - start
-        return {"step_s": total / steps, "data_s": data / steps,
-                "cpu_s": (time.process_time() - cpu) / steps}
+        return {"step_s": total / steps}
 
     return run
 
 
-def bench_overhead(config: dict, *, steps: int = 30, repeats: int = 5, compile: bool = False,
+def _ratio_of_sums(numerator: list[float], denominator: list[float]) -> float:
+    return sum(numerator) / sum(denominator) if sum(denominator) > 0 else float("nan")
+
+
+def bench_overhead(config: dict, *, steps: int = 100, repeats: int = 5, compile: bool = False,
                    seed: int = 0, echo: Callable[[str], None] = print) -> dict[str, Any]:
     quiet_lightning()
     # Enough steps per fit that logging every `log_every` steps is amortised as in a real run;
     # validation is made small (it runs after the timed steps) and nothing is checkpointed.
-    fit_steps = steps + 2
+    fit_steps = steps + 3
     config = with_overrides(config, **{
         "train.steps": fit_steps, "train.val_every": fit_steps,
         "train.checkpoint_every": 10 * fit_steps, "eval.batches": 1,
@@ -112,53 +148,60 @@ def bench_overhead(config: dict, *, steps: int = 30, repeats: int = 5, compile: 
     if config["train"].get("threads"):
         torch.set_num_threads(int(config["train"]["threads"]))
     with tempfile.TemporaryDirectory(prefix="tzoo-bench-") as tmp:
-        runner = _runner_steps(config, steps, Path(tmp), seed)
         subject = build_subject("bare", config, seed)
-        _, module = build_task(config, seed)
-        bare = _bare_steps(subject, module, steps)
-        contenders: dict[str, Callable[[], Any]] = {"runner": runner, "bare": bare}
+        fit = _interleaved_fit(config, Path(tmp), seed, subject)
+        echo(f"overhead: warm-up, then {repeats} fits of {steps} runner steps, each followed "
+             "by a bare step")
+        fit()
+        fits = [fit() for _ in range(repeats)]
         compiled: dict[str, Any] = {"requested": compile}
         if compile:
+            _, module = build_task(config, seed)
+            contenders = {"bare": _bare_steps(subject, module, steps)}
             compiled.update(_compiled_contender(config, module, steps, seed, contenders))
-        echo(f"overhead: warm-up, then {repeats} rounds of {steps} steps "
-             f"({', '.join(contenders)})")
-        for run in contenders.values():
-            run()
-        rounds = round_robin(contenders, repeats)
-    runner_s = [r["step_s"] for r in rounds["runner"]]
-    bare_s = [r["step_s"] for r in rounds["bare"]]
-    runner_cpu = [r["cpu_s"] for r in rounds["runner"]]
-    bare_cpu = [r["cpu_s"] for r in rounds["bare"]]
-    data_share = [r["data_s"] / r["step_s"] for r in rounds["bare"]]
+            if compiled.get("ok"):
+                echo(f"torch.compile: {repeats} rounds of {steps} steps (bare, compiled)")
+                for run in contenders.values():
+                    run()
+                rounds = round_robin(contenders, repeats)
+                bare_rounds = [r["step_s"] for r in rounds["bare"]]
+                compiled_rounds = [r["step_s"] for r in rounds["compiled"]]
+                compiled["step_ms"] = Stat.of([1e3 * x for x in compiled_rounds]).to_dict()
+                compiled["eager_over_compiled"] = paired_ratios(bare_rounds,
+                                                                compiled_rounds).to_dict()
+    pooled = {key: [x for f in fits for x in f[key]] for key in fits[0]}
+    runner_s, bare_s = pooled["runner_s"], pooled["bare_s"]
+    step_ratios = [r / b for r, b in zip(runner_s, bare_s, strict=True) if b > 0]
+    fit_ratios = [_ratio_of_sums(f["runner_s"], f["bare_s"]) for f in fits]
+    fit_cpu_ratios = [_ratio_of_sums(f["runner_cpu_s"], f["bare_cpu_s"]) for f in fits]
     tokens = subject.mean_tokens
-    result: dict[str, Any] = {
+    return {
         "size": {k: config["model"][k] for k in ("d_model", "layers", "heads")}
         | {"context": config["data"]["context"], "batch_size": config["data"]["batch_size"],
            "corpus": config["data"]["corpus"], "tokenizer": config["data"]["tokenizer"],
            "log_every": config["train"]["log_every"], "progress": config["train"]["progress"]},
-        "steps_per_round": steps, "repeats": repeats,
-        "runner_step_ms": Stat.of([1e3 * s for s in runner_s]).to_dict(),
-        "bare_step_ms": Stat.of([1e3 * s for s in bare_s]).to_dict(),
-        "runner_over_bare": paired_ratios(runner_s, bare_s).to_dict(),
-        "runner_startup_ms": Stat.of([1e3 * r["startup_s"] for r in rounds["runner"]]).to_dict(),
-        "overhead_pct": Stat.of([100 * (r / b - 1) for r, b in zip(runner_s, bare_s,
-                                                                  strict=True)]).to_dict(),
-        # CPU time of this process per step: what other processes on a shared machine do to
-        # the wall clock mostly cancels out (with one thread, CPU time ≈ the step's work).
-        "runner_cpu_ms": Stat.of([1e3 * s for s in runner_cpu]).to_dict(),
-        "bare_cpu_ms": Stat.of([1e3 * s for s in bare_cpu]).to_dict(),
-        "runner_over_bare_cpu": paired_ratios(runner_cpu, bare_cpu).to_dict(),
-        "data_ms": Stat.of([1e3 * r["data_s"] for r in rounds["bare"]]).to_dict(),
-        "data_pct_of_step": Stat.of([100 * d for d in data_share]).to_dict(),
+        "design": "interleaved: one bare step after every runner step, inside the same fit",
+        "steps_per_round": steps, "repeats": repeats, "pairs": len(step_ratios),
+        "runner_step_ms": Stat.of([1e3 * x for x in runner_s]).to_dict(),
+        "bare_step_ms": Stat.of([1e3 * x for x in bare_s]).to_dict(),
+        # Headline: total runner time / total bare time of each fit (what a run's length
+        # depends on), summarised over fits; the per-step median ratio is the robust check.
+        "runner_over_bare": Stat.of(fit_ratios).to_dict(),
+        "runner_over_bare_per_step": Stat.of(step_ratios).to_dict(),
+        "overhead_pct": Stat.of([100 * (r - 1) for r in fit_ratios]).to_dict(),
+        "runner_startup_ms": Stat.of([1e3 * x for x in pooled["startup_s"]]).to_dict(),
+        # CPU time of this process: what other processes do to the wall clock mostly cancels
+        # out (with one thread, CPU time ≈ the step's work).
+        "runner_cpu_ms": Stat.of([1e3 * x for x in pooled["runner_cpu_s"]]).to_dict(),
+        "bare_cpu_ms": Stat.of([1e3 * x for x in pooled["bare_cpu_s"]]).to_dict(),
+        "runner_over_bare_cpu": Stat.of(fit_cpu_ratios).to_dict(),
+        "data_ms": Stat.of([1e3 * x for x in pooled["data_s"]]).to_dict(),
+        "data_pct_of_step": Stat.of([100 * _ratio_of_sums(f["data_s"], f["bare_s"])
+                                     for f in fits]).to_dict(),
         "train_tokens_per_s": {"runner": tokens / Stat.of(runner_s).median,
                                "bare": tokens / Stat.of(bare_s).median},
         "compile": compiled,
     }
-    if "compiled" in rounds:
-        compiled_s = [r["step_s"] for r in rounds["compiled"]]
-        compiled["step_ms"] = Stat.of([1e3 * s for s in compiled_s]).to_dict()
-        compiled["eager_over_compiled"] = paired_ratios(bare_s, compiled_s).to_dict()
-    return result
 
 
 def _compiled_contender(config: dict, module: L.LightningDataModule, steps: int, seed: int,

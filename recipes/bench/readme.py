@@ -113,17 +113,23 @@ def overhead_markdown(doc: dict[str, Any]) -> str:
     compiled = doc["compile"]
     if compiled.get("ok"):
         rows.append(["bare loop, torch.compile", span(compiled["step_ms"]), None])
+    per_step = doc.get("runner_over_bare_per_step")
     lines = [
         "### Suite overhead",
-        f"Size: {', '.join(f'{k} {v}' for k, v in size.items())}; {doc['repeats']} interleaved "
-        f"rounds of {doc['steps_per_round']} steps.",
+        f"Size: {', '.join(f'{k} {v}' for k, v in size.items())}; {doc['repeats']} fits of "
+        f"{doc['steps_per_round']} runner steps, each runner step followed by one bare-loop "
+        f"step ({doc.get('pairs', '?')} pairs).",
         tables.markdown(["loop", "step ms", "tokens/s"], rows),
         f"Runner / bare, wall clock: **{span(doc['runner_over_bare'])}** (overhead "
-        f"{span(doc['overhead_pct'])} % of the bare step); process CPU time per step "
-        f"{span(doc['runner_cpu_ms'])} vs {span(doc['bare_cpu_ms'])} ms: **"
+        f"{span(doc['overhead_pct'])} % of the bare step; median per-step ratio "
+        f"{span(per_step) if per_step else '—'}); process CPU time: **"
         f"{span(doc['runner_over_bare_cpu'])}**. Data loading: "
         f"{span(doc['data_ms'])} ms per step = **{span(doc['data_pct_of_step'])} %** of the step.",
     ]
+    if doc.get("runner_startup_ms"):
+        lines.append("Once per run, not per step: from `trainer.fit()` to the second batch "
+                     "(Lightning's set-up and the first step) "
+                     f"{span(doc['runner_startup_ms'])} ms.")
     if compiled.get("requested"):
         if compiled.get("ok"):
             lines.append(f"torch.compile: compile + first two steps {compiled['compile_s']:.1f} s;"
