@@ -4,7 +4,8 @@ Runner side: the runner's own `_trainer(config, run_dir, throughput)` (Lightning
 logger, checkpoint and progress-bar callbacks, gradient clipping) fitting the real task on the
 real data module, as `tzoo run` does, so its step includes everything Lightning does per step
 (fetching the batch, hooks, logging every `log_every` steps, the progress bar, written to a
-buffer). Its throughput callback also stamps the start of every training batch.
+buffer, and the memory sampler's thread). Its throughput callback also stamps the start of
+every training batch.
 
 Bare side: a twin model (same seed), batches from the same data module's loader, the same loss
 (`task.loss`), AdamW + schedule + clipping (subjects.Subject.train_step) in plain PyTorch.
@@ -35,7 +36,7 @@ from typing import Any
 import lightning as L
 import torch
 
-from tzoo.recipes.measure import Throughput
+from tzoo.recipes.measure import PeakMemory, Throughput
 from tzoo.recipes.quiet import quiet_lightning
 from tzoo.recipes.runner import _trainer
 
@@ -97,7 +98,8 @@ def _interleaved_fit(config: dict, run_dir: Path, seed: int, subject: Subject):
     def run() -> dict[str, list[float]]:
         clock, bare = ClockedThroughput(), InterleavedBare(subject, module)
         trainer = _trainer(config, run_dir, clock, [bare])
-        with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
+        quiet = contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO())
+        with quiet[0], quiet[1], PeakMemory():  # the runner samples its memory as it trains
             called = time.perf_counter()
             trainer.fit(task, datamodule=module)
         stamps = clock.stamps
