@@ -37,17 +37,17 @@ DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "tinyshakespear
 
 
 class Block(nn.Module):
-    """Pre-LN transformer block without biases: x + attn(ln(x)), then x + mlp(ln(x))."""
+    """Pre-LN transformer block: x + attn(ln(x)), then x + mlp(ln(x)); biases optional."""
 
-    def __init__(self, d: int, heads: int):
+    def __init__(self, d: int, heads: int, bias: bool):
         super().__init__()
         self.heads = heads
-        self.ln_attn = nn.LayerNorm(d, bias=False)
-        self.qkv = nn.Linear(d, 3 * d, bias=False)
-        self.attn_out = nn.Linear(d, d, bias=False)
-        self.ln_mlp = nn.LayerNorm(d, bias=False)
-        self.mlp_in = nn.Linear(d, 4 * d, bias=False)
-        self.mlp_out = nn.Linear(4 * d, d, bias=False)
+        self.ln_attn = nn.LayerNorm(d, bias=bias)
+        self.qkv = nn.Linear(d, 3 * d, bias=bias)
+        self.attn_out = nn.Linear(d, d, bias=bias)
+        self.ln_mlp = nn.LayerNorm(d, bias=bias)
+        self.mlp_in = nn.Linear(d, 4 * d, bias=bias)
+        self.mlp_out = nn.Linear(4 * d, d, bias=bias)
 
     def forward(self, x: Tensor) -> Tensor:
         batch, length, d = x.shape
@@ -61,18 +61,21 @@ class Block(nn.Module):
 class TinyGPT(nn.Module):
     """Token + learned position embeddings, pre-LN blocks, final LayerNorm, tied output."""
 
-    def __init__(self, vocab: int, context: int, d: int, layers: int, heads: int):
+    def __init__(self, vocab: int, context: int, d: int, layers: int, heads: int,
+                 bias: bool = False):
         super().__init__()
         self.tokens = nn.Embedding(vocab, d)
         self.positions = nn.Embedding(context, d)
-        self.blocks = nn.ModuleList(Block(d, heads) for _ in range(layers))
-        self.ln_final = nn.LayerNorm(d, bias=False)
+        self.blocks = nn.ModuleList(Block(d, heads, bias) for _ in range(layers))
+        self.ln_final = nn.LayerNorm(d, bias=bias)
         # GPT-2 initialisation as nanoGPT applies it: N(0, 0.02) for every matrix, and
         # N(0, 0.02 / sqrt(2·layers)) for the projections that write into the residual stream.
         for name, p in self.named_parameters():
             if p.dim() == 2:
                 std = 0.02 / math.sqrt(2 * layers) if name.endswith("_out.weight") else 0.02
                 nn.init.normal_(p, 0.0, std)
+            elif name.endswith(".bias"):
+                nn.init.zeros_(p)
 
     def forward(self, idx: Tensor) -> Tensor:
         x = self.tokens(idx) + self.positions(torch.arange(idx.shape[1]))
@@ -132,7 +135,7 @@ def train_one(seed: int, text: str, args: argparse.Namespace) -> dict:
     train, val = data[:cut], data[cut:]
 
     torch.manual_seed(seed)
-    model = TinyGPT(len(chars), args.context, args.d_model, args.layers, args.heads)
+    model = TinyGPT(len(chars), args.context, args.d_model, args.layers, args.heads, args.bias)
     matrices = [p for p in model.parameters() if p.dim() >= 2]
     others = [p for p in model.parameters() if p.dim() < 2]
     optimizer = torch.optim.AdamW([{"params": matrices, "weight_decay": 0.1},
@@ -179,6 +182,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--d-model", type=int, default=128)
     parser.add_argument("--layers", type=int, default=4)
     parser.add_argument("--heads", type=int, default=4)
+    parser.add_argument("--bias", action="store_true",
+                        help="biases in linear layers and LayerNorm (nanoGPT's model default; "
+                             "its train.py turns them off)")
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--min-lr", type=float, default=1e-4)
     parser.add_argument("--warmup", type=int, default=100)
