@@ -135,14 +135,31 @@ def _short(value: Any) -> str:
     return str(value)
 
 
-def run_id(config: dict[str, Any], seed: int, variant: dict[str, Any]) -> str:
-    """'<variant slug>-s<seed>-<8 hex of the result-relevant config>'."""
+def _result_identity(config: dict[str, Any]) -> dict[str, Any]:
+    """The configuration without the keys that cannot change a run's results."""
     identity = copy.deepcopy(config)
     for key in NON_RESULT_KEYS:
         delete_dotted(identity, key)
-    digest = hashlib.sha256(
-        json.dumps({"config": identity, "seed": seed}, sort_keys=True, default=str).encode()
-    ).hexdigest()[:8]
+    return identity
+
+
+def _digest(data: Any) -> str:
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:8]
+
+
+def config_digest(config: dict[str, Any]) -> str:
+    """8 hex of the result-relevant configuration, seed left out: every seed of one
+    configuration shares it, so reports pool exactly those runs. `config` may be a run's
+    config.yaml (which also records its seed and run id)."""
+    identity = _result_identity(config)
+    identity.pop("seed", None)
+    identity.pop("run_id", None)
+    return _digest(identity)
+
+
+def run_id(config: dict[str, Any], seed: int, variant: dict[str, Any]) -> str:
+    """'<variant slug>-s<seed>-<8 hex of the result-relevant config and the seed>'."""
+    digest = _digest({"config": _result_identity(config), "seed": seed})
     slug = "base" if not variant else "_".join(_short(v) for v in variant.values())
     slug = re.sub(r"[^A-Za-z0-9.=,()-]+", "-", slug)[:60].strip("-") or "run"
     return f"{slug}-s{seed}-{digest}"

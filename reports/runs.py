@@ -11,6 +11,7 @@ from __future__ import annotations
 import glob
 import json
 import math
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,7 @@ from typing import Any
 
 import yaml
 from tzoo.components.errors import ConfigError
+from tzoo.recipes.experiment import config_digest
 
 SUMMARY = "summary.json"
 CONFIG = "config.yaml"
@@ -49,6 +51,9 @@ class Run:
     versions: dict[str, str] = field(default_factory=dict)
     base_variant: bool = False
     config: dict[str, Any] | None = None
+    # The result-relevant configuration, seed left out (recipes.experiment.config_digest):
+    # runs pool into one variant only when both their variant name and this agree.
+    config_digest: str = UNKNOWN_FINGERPRINT
     # False for runs still going or whose summary.json is unreadable: their variant, seed and
     # data fingerprint are unknown, so they are listed but never grouped.
     has_summary: bool = True
@@ -228,6 +233,7 @@ def load_run(path: str | Path) -> Run:
         versions={str(k): str(v) for k, v in versions.items()},
         base_variant=bool(summary.get("base_variant", not variant)),
         config=config,
+        config_digest=config_digest(config) if isinstance(config, dict) else UNKNOWN_FINGERPRINT,
     )
 
 
@@ -249,16 +255,21 @@ def group_by_fingerprint(runs: Sequence[Run]) -> dict[str, list[Run]]:
 
 
 def group_by_variant(runs: Sequence[Run]) -> list[VariantGroup]:
-    """Runs per variant name: the base first, then the others alphabetically."""
-    by_name: dict[str, VariantGroup] = {}
+    """Runs per configuration (variant name and config digest), the base first, then the
+    others alphabetically. Two configurations that share a variant name (say the same ablation
+    value over a different base, copied into one folder) are kept apart and named with their
+    digest, `learned [3f2a91c0]`, rather than pooled as if they were seeds of one."""
+    by_key: dict[tuple[str, str], VariantGroup] = {}
     for run in runs:
-        group = by_name.get(run.variant_name)
+        key = (run.variant_name, run.config_digest)
+        group = by_key.get(key)
         if group is None:
-            group = by_name[run.variant_name] = VariantGroup(
-                run.variant_name, run.variant, run.base_variant, []
-            )
+            group = by_key[key] = VariantGroup(run.variant_name, run.variant, run.base_variant, [])
         group.is_base = group.is_base or run.base_variant
         group.runs.append(run)
-    for group in by_name.values():
+    names = Counter(name for name, _ in by_key)
+    for (name, digest), group in by_key.items():
         group.runs.sort(key=lambda r: (r.seed is None, r.seed or 0, r.run_id))
-    return sorted(by_name.values(), key=lambda g: (not g.is_base, g.name))
+        if names[name] > 1:
+            group.name = f"{name} [{digest}]"
+    return sorted(by_key.values(), key=lambda g: (not g.is_base, g.name))

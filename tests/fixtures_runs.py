@@ -73,8 +73,9 @@ def write_run(root: Path, experiment: str, run_id: str, *, variant: str, seed: i
         "data": {"corpus": "tinyshakespeare", "seq_len": 64},
         "model": {"d_model": 32, "layers": 2, "heads": 2,
                   "position": variant_dict(variant).get("model.position", "learned")},
-        "train": {"seed": seed, "max_steps": steps},
-        "eval": {"context_multiples": [1, 2, 4]},
+        "train": {"steps": 100},  # configured; `steps` below is how far the run got
+        "eval": {"context_multipliers": [1, 2, 4]},
+        "seed": seed, "run_id": run_id,  # as the runner records them
     }
     (path / "config.yaml").write_text(yaml.safe_dump(config))
     final = (metrics or {}).get("val/loss") or 3.0

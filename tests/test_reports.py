@@ -13,6 +13,7 @@ import types
 from pathlib import Path
 
 import pytest
+import yaml
 from fixtures_runs import (
     BASE,
     BLEU,
@@ -35,7 +36,7 @@ from tzoo.reports.cli import compare_command, report_command
 from tzoo.reports.compare import compare
 from tzoo.reports.direction import better, lower_is_better
 from tzoo.reports.probe_runner import probe_model, probe_run
-from tzoo.reports.runs import group_by_fingerprint, load_run, load_runs
+from tzoo.reports.runs import group_by_fingerprint, group_by_variant, load_run, load_runs
 from tzoo.reports.stats import ONE_SEED, summarise, welch
 from tzoo.reports.study import resolve_study
 
@@ -369,3 +370,24 @@ def test_position_decoding_finds_learned_positions_and_none_in_a_nope_embedding(
     assert without.numbers["r2_embedding"] < 0.1  # token embeddings alone carry no position
     _assert_png(with_table.figures[0])
     _assert_png(without.figures[0])
+
+
+def test_same_variant_name_with_different_configs_is_not_pooled(tmp_path: Path) -> None:
+    """Seeds of one configuration pool; a run of the same variant name over a different base
+    (here d_model 64 instead of 32) is its own group, named with its config digest."""
+    for seed in (0, 1):
+        write_run(tmp_path, "mixed", f"rotary-s{seed}", variant=ROTARY, seed=seed,
+                  metrics={"val/loss": 2.0 + seed / 10})
+    other = write_run(tmp_path, "mixed", "rotary-wide-s0", variant=ROTARY, seed=0,
+                      metrics={"val/loss": 1.5})
+    config = yaml.safe_load((other / "config.yaml").read_text())
+    config["model"]["d_model"] = 64
+    (other / "config.yaml").write_text(yaml.safe_dump(config))
+
+    groups = group_by_variant(load_runs([tmp_path / "mixed"]))
+    assert sorted(len(g.runs) for g in groups) == [1, 2]
+    names = [g.name for g in groups]
+    assert len(set(names)) == 2 and all(re.fullmatch(rf"{re.escape(ROTARY)} \[[0-9a-f]{{8}}\]", n)
+                                        for n in names)
+    assert {r.run_id for g in groups if len(g.runs) == 2 for r in g.runs} == {"rotary-s0",
+                                                                               "rotary-s1"}
