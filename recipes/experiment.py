@@ -46,12 +46,14 @@ class RunSpec:
     index: int = 0
     #: what the base is on the ablated axes, e.g. "model.position=learned"
     base_name: str = ""
+    #: `ablate.reference`: the axis values each variant is compared with in reports
+    reference: dict[str, Any] = field(default_factory=dict)
 
     @property
     def variant_name(self) -> str:
         if not self.variant:
             return self.base_name or "base"
-        return ", ".join(f"{k}={_short(v)}" for k, v in self.variant.items())
+        return ", ".join(f"{k}={short_value(v)}" for k, v in self.variant.items())
 
 
 @dataclass
@@ -64,6 +66,9 @@ class Experiment:
     seeds: list[int] = field(default_factory=lambda: [0])
     #: named axes whose values are labels of override bundles: {axis: {label: {key: value}}}
     bundles: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    #: `ablate.reference: {axis: value}`: reports compare each variant with the variant that
+    #: has these values and the same values on every other axis (a grid's natural contrast)
+    reference: dict[str, Any] = field(default_factory=dict)
 
     def overrides(self, variant: dict[str, Any]) -> dict[str, Any]:
         """The dotted-key overrides a variant stands for (bundle labels expanded)."""
@@ -108,6 +113,7 @@ class Experiment:
             run.index = index
             run.base_name = base_name
             run.run_id = run_id(run.config, run.seed, run.variant)
+            run.reference = dict(self.reference)
         return runs
 
 
@@ -120,14 +126,15 @@ class Experiment:
                 if labels:
                     parts.append(f"{key}={labels[0]}")
             else:
-                parts.append(f"{key}={_short(get_dotted(self.base, key))}")
+                parts.append(f"{key}={short_value(get_dotted(self.base, key))}")
         return ", ".join(parts)
 
     def _is_base(self, variant: dict[str, Any]) -> bool:
         return all(get_dotted(self.base, k) == v for k, v in self.overrides(variant).items())
 
 
-def _short(value: Any) -> str:
+def short_value(value: Any) -> str:
+    """How a value is written in variant names: a dict as name(key=value,...)."""
     if isinstance(value, dict):
         name = value.get("name", "")
         rest = ",".join(f"{k}={v}" for k, v in value.items() if k != "name")
@@ -160,7 +167,7 @@ def config_digest(config: dict[str, Any]) -> str:
 def run_id(config: dict[str, Any], seed: int, variant: dict[str, Any]) -> str:
     """'<variant slug>-s<seed>-<8 hex of the result-relevant config and the seed>'."""
     digest = _digest({"config": _result_identity(config), "seed": seed})
-    slug = "base" if not variant else "_".join(_short(v) for v in variant.values())
+    slug = "base" if not variant else "_".join(short_value(v) for v in variant.values())
     slug = re.sub(r"[^A-Za-z0-9.=,()-]+", "-", slug)[:60].strip("-") or "run"
     return f"{slug}-s{seed}-{digest}"
 
@@ -305,20 +312,23 @@ def _validated(raw: dict[str, Any], path: Path | None) -> Experiment:
     seeds = config.get("seeds", [0])
     if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
         raise ConfigError(f"expected a non-empty list of integers, got {seeds!r}", key="seeds")
-    mode, axes, bundles = _ablation(ablate)
-    experiment = Experiment(config["experiment"], path, config, axes, mode, list(seeds), bundles)
+    mode, axes, bundles, reference = _ablation(ablate)
+    experiment = Experiment(config["experiment"], path, config, axes, mode, list(seeds), bundles,
+                            reference)
     for run in experiment.plan():
         check_run_config(run.config, run.variant)
     return experiment
 
 
-def _ablation(ablate: Any) -> tuple[str, dict[str, list[Any]], dict[str, dict]]:
-    """(mode, axes, bundles). An axis is `dotted.key: [values]`, or a named bundle axis
-    `name: {label: {dotted.key: value, ...}, ...}` that varies several keys together."""
+def _ablation(ablate: Any) -> tuple[str, dict[str, list[Any]], dict[str, dict], dict[str, Any]]:
+    """(mode, axes, bundles, reference). An axis is `dotted.key: [values]`, or a named bundle
+    axis `name: {label: {dotted.key: value, ...}, ...}` that varies several keys together;
+    `reference: {axis: value, ...}` names the values every variant is compared with."""
     if not isinstance(ablate, dict):
         raise ConfigError("expected a mapping of dotted keys to lists of values", key="ablate")
     ablate = dict(ablate)
     mode = ablate.pop("mode", "one_at_a_time")
+    reference = ablate.pop("reference", None) or {}
     if mode not in ABLATION_MODES:
         raise ConfigError(unknown_choice("ablation mode", mode, ABLATION_MODES),
                           key="ablate.mode")
@@ -344,7 +354,23 @@ def _ablation(ablate: Any) -> tuple[str, dict[str, list[Any]], dict[str, dict]]:
             )
         if not isinstance(values, list) or not values:
             raise ConfigError("an axis needs a non-empty list of values", key=f"ablate.{key}")
-    return mode, ablate, bundles
+    check_reference(reference, ablate, "ablate.reference")
+    return mode, ablate, bundles, dict(reference)
+
+
+def check_reference(reference: Any, axes: dict[str, list[Any]], where: str) -> None:
+    """A reference names ablated axes and, for each, one of the axis's values."""
+    if not isinstance(reference, dict):
+        raise ConfigError("expected a mapping of ablated axes to one of their values, e.g. "
+                          "{model.residual: add}", key=where)
+    for axis, value in reference.items():
+        key = where if where.startswith("--") else f"{where}.{axis}"  # a flag, or a YAML key
+        if axis not in axes:
+            raise ConfigError(unknown_choice("ablated axis", axis, list(axes)), key=key)
+        shown = [short_value(v) for v in axes[axis]]
+        if short_value(value) not in shown:
+            raise ConfigError(unknown_choice(f"value of {axis}", short_value(value), shown),
+                              key=key)
 
 
 def check_run_config(config: dict[str, Any], variant: dict[str, Any] | None = None) -> None:

@@ -195,6 +195,8 @@ def _train(spec: RunSpec, run_dir: Path, experiment: str,
         "status": "running", "error": None, "metrics": {}, "resumed_from_step": start_step,
         "data_fingerprint": prepare_data(config).fingerprint,  # memoised: already loaded
     }
+    if spec.reference:
+        summary["reference"] = spec.reference  # what reports compare this variant with
     rundir.write_json(run_dir / rundir.SUMMARY, summary)
     if train["threads"]:
         torch.set_num_threads(int(train["threads"]))

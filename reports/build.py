@@ -21,7 +21,7 @@ from . import sections
 from .document import Block, to_markdown
 from .html_page import to_html
 from .probe_runner import Loader
-from .runs import Run, load_runs
+from .runs import Run, group_by_variant, load_runs
 from .study import StudyInput, resolve_study
 
 REPORT_MD = "report.md"
@@ -35,12 +35,13 @@ def default_title(runs: Iterable[Run]) -> str:
 
 def assemble(runs: list[Run], out_dir: Path, *, title: str, command: str,
              study: StudyInput | None = None, bench: Any = None, probes: bool = True,
-             probe_loader: Loader | None = None) -> list[Block]:
+             probe_loader: Loader | None = None,
+             reference: dict[str, Any] | None = None) -> list[Block]:
     """All sections as document blocks (figures are written under `out_dir` on the way)."""
     generated = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     plot_dir = out_dir / "plots"
     blocks = sections.header(runs, title, command, generated)
-    blocks += sections.all_results(runs, out_dir, plot_dir)
+    blocks += sections.all_results(runs, out_dir, plot_dir, reference)
     blocks += sections.not_completed(runs)
     if bench is not None:
         blocks += sections.bench_section(sections.load_bench(bench))
@@ -55,19 +56,24 @@ def assemble(runs: list[Run], out_dir: Path, *, title: str, command: str,
 def build_report(run_dirs: Iterable[str | Path], out_dir: str | Path, *,
                  title: str | None = None, command: str | None = None,
                  study: StudyInput | None = None, bench: Any = None,
-                 probes: bool = True, probe_loader: Loader | None = None) -> Path:
+                 probes: bool = True, probe_loader: Loader | None = None,
+                 reference: dict[str, Any] | None = None) -> Path:
     """Write report.md, index.html and figures for the runs under `run_dirs`.
 
     `run_dirs` may name run directories, experiment directories or globs. `command` is shown
     verbatim in the header (the CLI passes its own command line; default: the equivalent
     `tzoo report` call). `study`: an optuna.Study, a journal file path, or (path, study name).
     `bench`: a `tzoo bench` JSON file (or its rows). `probes=False` skips loading checkpoints.
+    `reference`: {axis: value} to compare each variant with (default: the experiment's
+    `ablate.reference`, else the base).
     Returns the path of report.md.
     """
     run_dirs = [str(p) for p in run_dirs]
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     runs = load_runs(run_dirs)
+    if reference:  # a wrong axis or value is refused before anything is written
+        group_by_variant([r for r in runs if r.has_summary], reference)
+    out.mkdir(parents=True, exist_ok=True)
     # The figure folders are the builder's own: clear them so that no figure of an earlier
     # build (a variant since renamed, a data set since split) outlives it. Anything else in
     # the folder, such as a written conclusion, is left alone.
@@ -77,7 +83,7 @@ def build_report(run_dirs: Iterable[str | Path], out_dir: str | Path, *,
     if command is None:
         command = shlex.join(["tzoo", "report", *run_dirs, "--out", str(out_dir)])
     blocks = assemble(runs, out, title=title, command=command, study=study, bench=bench,
-                      probes=probes, probe_loader=probe_loader)
+                      probes=probes, probe_loader=probe_loader, reference=reference)
     report = out / REPORT_MD
     report.write_text(to_markdown(blocks), encoding="utf-8")
     (out / INDEX_HTML).write_text(to_html(blocks, out, title), encoding="utf-8")

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from tzoo.components.errors import ConfigError
+from tzoo.recipes.experiment import parse_override
 
 from .build import build_report
 from .compare import compare
@@ -42,16 +43,20 @@ def _found_beside(paths: list[str], name: str) -> Path | None:
 
 
 def report_command(paths: list[str], out: str | None, title: str | None,
-                   bench: str | None = None, study: str | None = None) -> int:
-    """`tzoo report PATH... [--out DIR] [--title T] [--bench FILE] [--study JOURNAL[:NAME]]`:
-    build the report, print where it is. A `bench.json` written by `tzoo bench` and a sweep's
-    `study.journal` beside the runs are picked up without being named."""
+                   bench: str | None = None, study: str | None = None,
+                   reference: list[str] | None = None) -> int:
+    """`tzoo report PATH... [--out DIR] [--title T] [--bench FILE] [--study JOURNAL[:NAME]]
+    [--reference AXIS=VALUE ...]`: build the report, print where it is. A `bench.json` written
+    by `tzoo bench` and a sweep's `study.journal` beside the runs are picked up without being
+    named."""
     if not paths:
         raise ConfigError("tzoo report needs at least one run or experiment directory")
     out_dir = Path(out) if out else default_out(paths)
     argv = ["tzoo", "report", *paths] + (["--out", out] if out else []) + (
         ["--title", title] if title else []) + (["--bench", bench] if bench else []) + (
-        ["--study", study] if study else [])
+        ["--study", study] if study else []) + [
+        arg for item in reference or () for arg in ("--reference", item)]
+    reference_values = dict(parse_override(item) for item in reference or ()) or None
     bench_input = bench or _found_beside(paths, "bench.json")
     study_input: object = None
     if study:
@@ -62,7 +67,7 @@ def report_command(paths: list[str], out: str | None, title: str | None,
         if journal is not None and _single_study(journal):
             study_input = journal
     report = build_report(paths, out_dir, title=title, command=_invocation(argv),
-                          bench=bench_input, study=study_input)
+                          bench=bench_input, study=study_input, reference=reference_values)
     print(f"report: {report}")
     print(f"html:   {report.parent / 'index.html'}")
     return 0

@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 from tzoo.components.errors import ConfigError
-from tzoo.recipes.experiment import config_digest
+from tzoo.recipes.experiment import check_reference, config_digest, get_dotted, short_value
 
 SUMMARY = "summary.json"
 CONFIG = "config.yaml"
@@ -54,6 +54,8 @@ class Run:
     # The result-relevant configuration, seed left out (recipes.experiment.config_digest):
     # runs pool into one variant only when both their variant name and this agree.
     config_digest: str = UNKNOWN_FINGERPRINT
+    # The experiment's `ablate.reference`, if it declared one.
+    reference: dict[str, Any] = field(default_factory=dict)
     # False for runs still going or whose summary.json is unreadable: their variant, seed and
     # data fingerprint are unknown, so they are listed but never grouped.
     has_summary: bool = True
@@ -89,6 +91,11 @@ class VariantGroup:
     variant: dict[str, Any]
     is_base: bool
     runs: list[Run]
+    #: the group Δ and p compare this one with: the base, or this group's cell of the
+    #: reference (`assign_references`); None for the anchors themselves and when there is none
+    reference: VariantGroup | None = None
+    #: an anchor of comparisons (the base, or a cell with the reference values)
+    is_reference: bool = False
 
     @property
     def completed(self) -> list[Run]:
@@ -234,6 +241,7 @@ def load_run(path: str | Path) -> Run:
         base_variant=bool(summary.get("base_variant", not variant)),
         config=config,
         config_digest=config_digest(config) if isinstance(config, dict) else UNKNOWN_FINGERPRINT,
+        reference=summary["reference"] if isinstance(summary.get("reference"), dict) else {},
     )
 
 
@@ -254,11 +262,15 @@ def group_by_fingerprint(runs: Sequence[Run]) -> dict[str, list[Run]]:
     return groups
 
 
-def group_by_variant(runs: Sequence[Run]) -> list[VariantGroup]:
+def group_by_variant(runs: Sequence[Run],
+                     reference: dict[str, Any] | None = None) -> list[VariantGroup]:
     """Runs per configuration (variant name and config digest), the base first, then the
     others alphabetically. Two configurations that share a variant name (say the same ablation
     value over a different base, copied into one folder) are kept apart and named with their
-    digest, `learned [3f2a91c0]`, rather than pooled as if they were seeds of one."""
+    digest, `learned [3f2a91c0]`, rather than pooled as if they were seeds of one.
+
+    Each group is compared with the base, or, given a `reference` ({axis: value}; default: the
+    one the runs' experiment declared as `ablate.reference`), with its own cell of it."""
     by_key: dict[tuple[str, str], VariantGroup] = {}
     for run in runs:
         key = (run.variant_name, run.config_digest)
@@ -272,4 +284,40 @@ def group_by_variant(runs: Sequence[Run]) -> list[VariantGroup]:
         group.runs.sort(key=lambda r: (r.seed is None, r.seed or 0, r.run_id))
         if names[name] > 1:
             group.name = f"{name} [{digest}]"
-    return sorted(by_key.values(), key=lambda g: (not g.is_base, g.name))
+    groups = sorted(by_key.values(), key=lambda g: (not g.is_base, g.name))
+    if reference is None:
+        declared = {json.dumps(r.reference, sort_keys=True, default=str) for r in runs}
+        reference = json.loads(declared.pop()) if len(declared) == 1 else {}
+    if reference:
+        assign_references(groups, reference)
+    else:
+        base = next((g for g in groups if g.is_base), None)
+        for group in groups:
+            group.is_reference = group is base
+            group.reference = None if group is base else base
+    return groups
+
+
+def _axis_value(group: VariantGroup, axis: str) -> str:
+    """The group's value on `axis`: from its variant, else from its runs' configuration."""
+    if axis in group.variant:
+        return short_value(group.variant[axis])
+    config = next((r.config for r in group.runs if r.config), None) or {}
+    return short_value(get_dotted(config, axis))
+
+
+def assign_references(groups: Sequence[VariantGroup], reference: dict[str, Any]) -> None:
+    """Compare each group with the group that has the `reference` values on those axes and
+    this group's values on every other ablated axis: in a grid of residual × depth with
+    reference {model.residual: add}, `none, 6 layers` is compared with `add, 6 layers`."""
+    axes = {axis for g in groups for axis in g.variant}
+    check_reference(reference, {a: sorted({_axis_value(g, a) for g in groups}) for a in axes},
+                    "--reference")
+    cells = {g.name: {a: _axis_value(g, a) for a in axes | set(reference)} for g in groups}
+    wanted = {a: short_value(v) for a, v in reference.items()}
+    for group in groups:
+        cell = cells[group.name]
+        group.is_reference = all(cell[a] == v for a, v in wanted.items())
+        target = {**cell, **wanted}
+        group.reference = None if group.is_reference else next(
+            (g for g in groups if cells[g.name] == target), None)

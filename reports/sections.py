@@ -109,6 +109,17 @@ def _best_variant(rows: Sequence[MetricRow], metric: str) -> str | None:
     return best.variant if best else None
 
 
+def _cell_references(groups: Sequence[VariantGroup]) -> bool:
+    """Whether comparisons are against cells of an `ablate.reference` rather than the base."""
+    return any(g.is_reference and not g.is_base for g in groups)
+
+
+def _anchor_mark(group: VariantGroup) -> str:
+    if group.is_base and group.is_reference:
+        return " (base)"
+    return " (reference)" if group.is_reference else ""
+
+
 def metric_table(groups: Sequence[VariantGroup], metric: str, *, costs: bool) -> Table:
     """One row per variant: seeds, mean ± std, CI, Δ and p (and cost columns if asked)."""
     rows = compare_metric(groups, metric)
@@ -116,7 +127,7 @@ def metric_table(groups: Sequence[VariantGroup], metric: str, *, costs: bool) ->
     table_rows = []
     for group, row in zip(groups, rows, strict=True):
         delta, p = fmt.delta(row.delta)
-        name = f"`{row.variant}`" + (" (base)" if row.is_base else "")
+        name = f"`{row.variant}`" + _anchor_mark(group)
         value = fmt.mean_std(row.summary)
         if row.variant == best and len(rows) > 1:
             value = f"**{value}**"
@@ -131,6 +142,8 @@ def metric_table(groups: Sequence[VariantGroup], metric: str, *, costs: bool) ->
             ]
         table_rows.append(line)
     headers = STAT_HEADERS + (COST_HEADERS if costs else [])
+    if _cell_references(groups):
+        headers = [h.replace("Δ vs base", "Δ vs reference") for h in headers]
     numeric = [False] + [True] * (len(headers) - 1)
     return Table(headers, table_rows, numeric)
 
@@ -149,13 +162,15 @@ def _takeaways(groups: Sequence[VariantGroup], metric: str) -> list[str]:
         significant += 1
         verdict = better(metric, d.diff, 0.0)
         word = {-1: "better", 1: "worse"}.get(verdict or 0, "different")
+        versus = "its reference" if _cell_references(groups) else "the base"
         lines.append(
-            f"`{row.variant}` is {word} than the base on `{metric}` "
+            f"`{row.variant}` is {word} than {versus} on `{metric}` "
             f"({fmt.signed(d.diff)}, p = {fmt.p_value(d.p_value)})."
         )
     tested = any(r.delta is not None and r.delta.p_value is not None for r in rows)
     if lines and not significant and tested:
-        lines.append(f"No difference to the base on `{metric}` is significant at p < 0.05.")
+        versus = "its reference" if _cell_references(groups) else "the base"
+        lines.append(f"No difference to {versus} on `{metric}` is significant at p < 0.05.")
     return lines
 
 
@@ -175,9 +190,9 @@ def extrapolation_table(groups: Sequence[VariantGroup], names: Sequence[tuple[fl
 
 
 def results(runs: Sequence[Run], root: Path, plot_dir: Path, level: int,
-            prefix: str = "") -> list[Block]:
+            prefix: str = "", reference: dict[str, Any] | None = None) -> list[Block]:
     """Tables and plots for runs sharing one data fingerprint."""
-    groups = group_by_variant(runs)
+    groups = group_by_variant(runs, reference)
     metrics = metric_names(runs)
     if not metrics:
         return [Paragraph("No completed run reported any metric: nothing to compare."),
@@ -187,12 +202,24 @@ def results(runs: Sequence[Run], root: Path, plot_dir: Path, level: int,
     families = plots.extrapolation_metrics(metrics)
     plain = [m for m in metrics if "@" not in m] or metrics
     primary = plain[0]
+    description = TEST_DESCRIPTION
+    if _cell_references(groups):
+        description = description.replace(
+            "Δ vs base is the variant mean minus the base mean",
+            "Δ vs reference is the variant mean minus its reference's mean")
     blocks: list[Block] = [Paragraph(
         "Statistics over completed runs only (non-completed runs are listed in their own "
-        f"section). {TEST_DESCRIPTION}"
+        f"section). {description}"
     )]
-    if not any(g.is_base for g in groups):
-        blocks.append(Note("No base variant among these runs: Δ and p are not available."))
+    if _cell_references(groups):
+        anchors = ", ".join(f"`{g.name}`" for g in groups if g.is_reference)
+        blocks.append(Paragraph(
+            "Each variant is compared with its reference: the variant with the reference's "
+            f"values on those axes and its own on the others (references: {anchors})."))
+    elif not any(g.is_reference for g in groups):
+        blocks.append(Note("No base variant among these runs: Δ and p are not available "
+                           "(for a grid, `tzoo report --reference AXIS=VALUE` or "
+                           "`ablate.reference` names what to compare with)."))
     takeaways = _takeaways(groups, primary)
     if takeaways:
         blocks.append(Bullets(takeaways))
@@ -239,18 +266,21 @@ def figures(groups: Sequence[VariantGroup], metrics: Sequence[str], root: Path,
     return blocks
 
 
-def all_results(runs: Sequence[Run], root: Path, plot_dir: Path) -> list[Block]:
+def all_results(runs: Sequence[Run], root: Path, plot_dir: Path,
+                reference: dict[str, Any] | None = None) -> list[Block]:
     """Results per data fingerprint (one section when all runs share the data)."""
     fingerprints = group_by_fingerprint([r for r in runs if r.has_summary])
     if not fingerprints:
         return [Heading(2, "Results"), Paragraph("No run has a summary yet.")]
     if len(fingerprints) == 1:
         (only,) = fingerprints.values()
-        return [Heading(2, "Results"), *results(only, root, plot_dir, level=2)]
+        return [Heading(2, "Results"), *results(only, root, plot_dir, level=2,
+                                                reference=reference)]
     blocks: list[Block] = []
     for i, (fp, group) in enumerate(fingerprints.items(), start=1):
         blocks.append(Heading(2, f"Results for data `{fp}`"))
-        blocks += results(group, root, plot_dir, level=2, prefix=f"data{i}_")
+        blocks += results(group, root, plot_dir, level=2, prefix=f"data{i}_",
+                          reference=reference)
     return blocks
 
 

@@ -28,6 +28,8 @@ TEST_DESCRIPTION = (
 ONE_SEED = "n/a (one seed)"
 NO_BASE = "n/a (no base)"
 BASE_NA = "n/a (not applicable to base)"
+REFERENCE_NA = "n/a (not applicable to its reference)"
+NO_REFERENCE_RUN = "n/a (no run of its reference)"
 NO_SPREAD = "n/a (no spread)"
 
 # The metrics most reports are about come first; the rest follow alphabetically, with the
@@ -62,9 +64,9 @@ class MetricRow:
     """One variant's line in a comparison table for one metric."""
 
     variant: str
-    is_base: bool
+    is_base: bool  # an anchor of comparisons: the base, or a cell of the reference
     summary: Summary | None  # None when no completed run reported the metric
-    delta: Delta | None  # None for the base itself and when there is nothing to compare
+    delta: Delta | None  # None for the anchors themselves and when there is nothing to compare
 
 
 def finite(values: Iterable[float | None]) -> list[float]:
@@ -136,20 +138,24 @@ def base_group(groups: Sequence[VariantGroup]) -> VariantGroup | None:
 
 
 def compare_metric(groups: Sequence[VariantGroup], metric: str) -> list[MetricRow]:
-    """One row per variant for `metric`: its summary and its difference to the base."""
-    base = base_group(groups)
-    base_values = metric_values(base.runs, metric) if base else []
+    """One row per variant for `metric`: its summary and its difference to its reference
+    (`group.reference`: the base, or its cell of an `ablate.reference`)."""
+    anchored = any(g.is_reference for g in groups)
     rows = []
     for group in groups:
         values = metric_values(group.runs, metric)
         summary = summarise(values)
         delta = None
-        if summary is not None and not group.is_base:
-            if base_values:
-                delta = welch(values, base_values)
+        if summary is not None and not group.is_reference:
+            reference = metric_values(group.reference.runs, metric) if group.reference else []
+            if reference:
+                delta = welch(values, reference)
+            elif group.reference is None:
+                delta = Delta(math.nan, None, None, NO_REFERENCE_RUN if anchored else NO_BASE)
             else:
-                delta = Delta(math.nan, None, None, BASE_NA if base else NO_BASE)
-        rows.append(MetricRow(group.name, group.is_base, summary, delta))
+                why = BASE_NA if group.reference.is_base else REFERENCE_NA
+                delta = Delta(math.nan, None, None, why)
+        rows.append(MetricRow(group.name, group.is_reference, summary, delta))
     return rows
 
 

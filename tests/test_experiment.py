@@ -3,6 +3,8 @@ expansion, bundles, run ids and the leak guard. Nothing here trains."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import yaml
 
@@ -47,6 +49,13 @@ BAD_FILES = {
     "unknown mode": (
         {"x.yaml": "ablate: {mode: gird, model.layers: [1, 2]}\n"}, "x.yaml",
         ["x.yaml", "ablate.mode", "did you mean 'grid'"]),
+    "reference on an axis not ablated": (
+        {"x.yaml": "ablate: {mode: grid, model.layers: [1, 2], reference: {model.layer: 1}}\n"},
+        "x.yaml", ["x.yaml", "ablate.reference.model.layer", "did you mean 'model.layers'"]),
+    "reference value not on its axis": (
+        {"x.yaml": "ablate: {mode: grid, model.ffn: [gelu, relu], reference: {model.ffn: gelo}}"
+                   "\n"}, "x.yaml",
+        ["x.yaml", "ablate.reference.model.ffn", "did you mean 'gelu'", "allowed: gelu, relu"]),
     "bad variant inside an axis": (
         {"x.yaml": "ablate: {model.norm: [rmsnorm, rmsnrom]}\n"}, "x.yaml",
         ["x.yaml", "model.norm", "did you mean 'rmsnorm'"]),
@@ -199,3 +208,17 @@ def test_exponent_without_a_dot_is_a_number(tiny, write_yaml):
     assert load_experiment(path).base["train"]["lr"] == 1e-3
     assert load_experiment(path, ["train.lr=2E-4"]).base["train"]["lr"] == 2e-4
     assert load_experiment(path, ["experiment=1e5x"]).name == "1e5x"  # not a number: a string
+
+
+def test_declared_reference_reaches_every_run_summary(tiny, write_yaml, tmp_path):
+    tiny["ablate"] = {"mode": "grid", "model.ffn": ["gelu", "relu"], "model.layers": [1, 2],
+                      "reference": {"model.ffn": "gelu"}}
+    tiny["train"]["steps"] = 4
+    path = write_yaml("grid.yaml", tiny)
+    plan = load_experiment(path).plan()
+    assert len(plan) == 4 and all(run.reference == {"model.ffn": "gelu"} for run in plan)
+    out = tmp_path / "runs"
+    assert main(["run", str(path), "--out", str(out)]) == 0
+    summaries = [json.loads(p.read_text()) for p in out.glob("*/summary.json")]
+    assert len(summaries) == 4
+    assert all(s["reference"] == {"model.ffn": "gelu"} for s in summaries)

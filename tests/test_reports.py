@@ -30,6 +30,7 @@ from fixtures_runs import (
 )
 from scipy import stats as sps
 
+from tzoo.cli import main
 from tzoo.components.errors import ConfigError
 from tzoo.reports.build import build_report
 from tzoo.reports.cli import compare_command, report_command
@@ -391,3 +392,54 @@ def test_same_variant_name_with_different_configs_is_not_pooled(tmp_path: Path) 
                                         for n in names)
     assert {r.run_id for g in groups if len(g.runs) == 2 for r in g.runs} == {"rotary-s0",
                                                                                "rotary-s1"}
+
+
+def _grid_runs(root: Path) -> None:
+    """A 2×2 grid (residual × layers), two seeds a cell; loss = depth effect + residual
+    effect, so the within-depth contrast of `none` is exactly +1.0 at both depths."""
+    for residual, shift in (("add", 0.0), ("none", 1.0)):
+        for layers, depth in ((2, 0.5), (6, 0.0)):
+            name = f"model.residual={residual}, model.layers={layers}"
+            for seed in (0, 1):
+                path = write_run(root, "grid", f"{residual}-{layers}-s{seed}", variant=BASE,
+                                 seed=seed, metrics={"val/loss": 2.0 + depth + shift + seed / 100})
+                summary = json.loads((path / "summary.json").read_text())
+                summary.update(variant_name=name, base_variant=False,
+                               variant={"model.residual": residual, "model.layers": layers})
+                (path / "summary.json").write_text(json.dumps(summary))
+
+
+def test_reference_compares_each_cell_within_its_slice(tmp_path: Path) -> None:
+    _grid_runs(tmp_path)
+    groups = group_by_variant(load_runs([tmp_path / "grid"]), {"model.residual": "add"})
+    by_name = {g.name: g for g in groups}
+    anchors = sorted(g.name for g in groups if g.is_reference)
+    assert anchors == ["model.residual=add, model.layers=2", "model.residual=add, model.layers=6"]
+    for layers in (2, 6):
+        group = by_name[f"model.residual=none, model.layers={layers}"]
+        assert group.reference is by_name[f"model.residual=add, model.layers={layers}"]
+    report = build_report([tmp_path / "grid"], tmp_path / "out", probes=False,
+                          reference={"model.residual": "add"}).read_text()
+    assert "Δ vs reference" in report and "(reference)" in report
+    assert report.count("| +1 (") == 2  # Δ of `none` at each depth, not depth mixed in
+
+
+def test_reference_flag_and_declared_reference(tmp_path: Path, capsys) -> None:
+    _grid_runs(tmp_path)
+    out = tmp_path / "flag"
+    assert main(["report", str(tmp_path / "grid"), "--out", str(out),
+                 "--reference", "model.residual=add"]) == 0
+    assert "--reference model.residual=add" in (out / "report.md").read_text()
+    assert "Δ vs reference" in (out / "report.md").read_text()
+    # Declared by the experiment (`ablate.reference`, recorded in each summary): the default.
+    for summary_path in (tmp_path / "grid").glob("*/summary.json"):
+        summary = json.loads(summary_path.read_text())
+        summary["reference"] = {"model.residual": "add"}
+        summary_path.write_text(json.dumps(summary))
+    groups = group_by_variant(load_runs([tmp_path / "grid"]))
+    assert sum(g.is_reference for g in groups) == 2
+    # A typo names the flag and suggests the axis; exit code 2, nothing written.
+    assert main(["report", str(tmp_path / "grid"), "--out", str(tmp_path / "typo"),
+                 "--reference", "model.residul=add"]) == 2
+    assert "did you mean 'model.residual'" in capsys.readouterr().err
+    assert not (tmp_path / "typo").exists()

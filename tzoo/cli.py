@@ -105,7 +105,8 @@ def _sweep(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     from tzoo.reports.cli import report_command
 
-    return report_command(args.runs, args.out, args.title, args.bench, args.study)
+    return report_command(args.runs, args.out, args.title, args.bench, args.study,
+                          args.reference)
 
 
 def _compare(args: argparse.Namespace) -> int:
@@ -207,6 +208,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--study", metavar="JOURNAL[:NAME]",
                      help="an Optuna journal (and study name) for the sweep section (default: "
                      "study.journal beside the runs, when it holds one study)")
+    sub.add_argument("--reference", action="append", metavar="AXIS=VALUE",
+                     help="compare each variant with the one that has this value on AXIS and "
+                     "its own values on the other axes (repeatable; default: the experiment's "
+                     "ablate.reference, else the base)")
 
     sub = command("compare", _compare, "compare two experiments or runs side by side")
     sub.add_argument("a")
