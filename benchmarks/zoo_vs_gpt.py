@@ -58,7 +58,7 @@ from torch import Tensor, nn
 
 from tzoo.components import ModelConfig, build_model
 from tzoo.components.positions import alibi_slopes, relative_buckets
-from tzoo.recipes.bench.memory import status_kib
+from tzoo.recipes.resident import status_kib
 
 VOCAB, CONTEXT, D_MODEL, LAYERS, HEADS, FFN_MULT, BATCH, THREADS = 65, 256, 128, 4, 4, 4, 16, 2
 INIT_STD = 0.02

@@ -9,6 +9,8 @@ import time
 import lightning as L
 import torch
 
+from .resident import release_freed_memory, reset_high_water_mark, status_kib
+
 
 class Throughput(L.Callback):
     """Training tokens per second, timing only the training steps (not evaluation)."""
@@ -38,9 +40,11 @@ def _rss_bytes() -> int:
 
 
 class PeakMemory:
-    """Peak memory of a run: the accelerator's allocator peak on a GPU; on the CPU, the peak
-    growth of the process's resident set over the run (sampled every 20 ms), so runs sharing
-    one process are measured separately."""
+    """Peak memory of a run: the accelerator allocator's peak on a GPU. On a Linux CPU, the
+    kernel's resident-set high-water mark over the run minus the resident size at its start,
+    after handing back what earlier runs in this process freed (`resident.py`), so each run of
+    a multi-run process is measured from a clean start; where the mark cannot be reset, the
+    resident size sampled every 20 ms by a thread."""
 
     def __init__(self, interval: float = 0.02):
         self.interval = interval
@@ -49,14 +53,22 @@ class PeakMemory:
         self._peak = 0
         self._baseline = 0
         self._thread: threading.Thread | None = None
+        self._kernel_mark = False
+        self._measured = False
 
     def __enter__(self) -> PeakMemory:
         if self.cuda:
             torch.cuda.reset_peak_memory_stats()
-        elif os.path.exists("/proc/self/statm"):
-            self._baseline = self._peak = _rss_bytes()
+            return self
+        if not os.path.exists("/proc/self/statm"):
+            return self
+        release_freed_memory()
+        self._baseline = self._peak = _rss_bytes()
+        self._kernel_mark = reset_high_water_mark() and status_kib("VmHWM") is not None
+        if not self._kernel_mark:
             self._thread = threading.Thread(target=self._sample, daemon=True)
             self._thread.start()
+        self._measured = True
         return self
 
     def _sample(self) -> None:
@@ -64,15 +76,18 @@ class PeakMemory:
             self._peak = max(self._peak, _rss_bytes())
 
     def __exit__(self, *exc) -> None:
+        if self._kernel_mark:
+            self._peak = max(self._peak, (status_kib("VmHWM") or 0) * 1024)
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
+        if self._measured:
             self._peak = max(self._peak, _rss_bytes())
 
     @property
     def megabytes(self) -> float | None:
         if self.cuda:
             return torch.cuda.max_memory_allocated() / 2**20
-        if self._thread is None:
+        if not self._measured:
             return None
         return (self._peak - self._baseline) / 2**20
