@@ -17,19 +17,23 @@ with the key ``data.corpus`` (or ``data.options.NAME`` for an option).
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import hashlib
 import json
 import os
 import re
+import socket
 import string
 import sysconfig
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import datasets
+import huggingface_hub
 import numpy as np
 
 from tzoo.components.errors import ConfigError, unknown_choice
@@ -227,15 +231,22 @@ def _load_hf(rest: str, task: str, options: dict[str, Any], seed: int) -> dict[s
     name, _, config = rest.partition(":")
     if not name:
         raise ConfigError("write a Hub dataset as 'hf:NAME' or 'hf:NAME:CONFIG'", key=CORPUS_KEY)
+    reachable = _hub_reachable()
     try:
-        # Looked up on the module at call time so tests can stub the network boundary.
-        loaded = datasets.load_dataset(name, config or None)
+        # Offline, go straight to the local datasets cache: left to itself, the Hub client
+        # retries for ~25 s before it gives up.
+        with contextlib.nullcontext() if reachable else _hub_offline():
+            # Looked up on the module at call time so tests can stub the network boundary.
+            loaded = datasets.load_dataset(name, config or None)
     except Exception as err:
         if not _is_unreachable(err):
             raise
+        why = "" if reachable else (f"{_hub_host()} cannot be reached from this machine and "
+                                    "the dataset is not in the local datasets cache; ")
         raise ConfigError(
-            f"could not load Hub dataset '{rest}' ({type(err).__name__}: {err}); this machine "
-            "may be offline. Download the data and use 'file:PATH' with local files instead",
+            f"could not load Hub dataset '{rest}' ({type(err).__name__}: {err}); {why}this "
+            "machine may be offline. Download the data and use 'file:PATH' with local files "
+            "instead",
             key=CORPUS_KEY,
         ) from err
     if not isinstance(loaded, datasets.DatasetDict):
@@ -245,6 +256,32 @@ def _load_hf(rest: str, task: str, options: dict[str, Any], seed: int) -> dict[s
         target = _split_name(split) or split
         out[target] = _hf_rows(ds, task, options, rest)
     return out
+
+
+def _hub_host() -> str:
+    return urlparse(huggingface_hub.constants.ENDPOINT).hostname or "huggingface.co"
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether a TCP connection to the Hub (HF_ENDPOINT) opens within `timeout` seconds."""
+    endpoint = urlparse(huggingface_hub.constants.ENDPOINT)
+    port = endpoint.port or (80 if endpoint.scheme == "http" else 443)
+    try:
+        socket.create_connection((_hub_host(), port), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def _hub_offline() -> Iterator[None]:
+    """`datasets` and `huggingface_hub` in offline mode (cache only) for the duration."""
+    saved = datasets.config.HF_HUB_OFFLINE, huggingface_hub.constants.HF_HUB_OFFLINE
+    datasets.config.HF_HUB_OFFLINE = huggingface_hub.constants.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        datasets.config.HF_HUB_OFFLINE, huggingface_hub.constants.HF_HUB_OFFLINE = saved
 
 
 def _is_unreachable(err: Exception) -> bool:

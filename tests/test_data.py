@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import socket
+import time
 from pathlib import Path
 
 import datasets
@@ -51,6 +53,29 @@ def test_hf_offline_becomes_config_error(monkeypatch):
         load_corpus("hf:wikitext:wikitext-2-raw-v1", task="lm")
     assert "wikitext" in str(err.value) and "file:" in str(err.value)
     assert err.value.key == "data.corpus"
+
+
+def test_hf_without_network_fails_fast_from_the_cache(monkeypatch):
+    """No route to the Hub: straight to the local cache (offline mode), not ~25 s of retries;
+    a dataset that is not cached is a clear error naming it and the host."""
+    def no_route(*args, **kwargs):
+        raise OSError("Name or service not known")
+
+    monkeypatch.setattr(socket, "create_connection", no_route)
+    seen = {}
+
+    def cache_only(name, config=None):
+        seen["offline"] = datasets.config.HF_HUB_OFFLINE
+        raise ConnectionError(f"Couldn't reach '{name}' on the Hub (OfflineModeIsEnabled)")
+
+    monkeypatch.setattr(datasets, "load_dataset", cache_only)
+    started = time.monotonic()
+    with pytest.raises(ConfigError) as err:
+        load_corpus("hf:tiny_shakespeare", task="lm")
+    assert time.monotonic() - started < 5
+    assert seen["offline"] is True and datasets.config.HF_HUB_OFFLINE is not True
+    message = str(err.value)
+    assert "tiny_shakespeare" in message and "huggingface.co" in message and "file:" in message
 
 
 def test_hf_translation_pair_field(monkeypatch):
