@@ -312,18 +312,24 @@ class EncoderDecoder(TransformerBase):
         self._initialise(residual_sublayers=2 * config.layers + 3 * decoder_layers)
 
     def encode(self, source: Tensor, padding: Tensor | None = None, *,
-               return_attention: bool = False):
+               return_attention: bool = False, return_hidden: bool = False):
+        """The encoder's output (the decoder's memory). With `return_attention` or
+        `return_hidden`: `(memory, attentions)` / `(memory, hidden)`, hidden being the
+        embedding output then each encoder block's output."""
         positions = torch.arange(source.shape[1], device=source.device)
         x = self._embed(source, self.encoder_position, positions)
         attn_mask, is_causal = attention_plan(
             self.encoder_mask, self.encoder_position, positions, positions, key_padding=padding,
             dtype=x.dtype,
         )
+        hidden = [x] if return_hidden else None
         memory, maps = self.encoder(
-            x, need_weights=return_attention, attn_mask=attn_mask, is_causal=is_causal,
-            position=self.encoder_position, positions=positions,
+            x, need_weights=return_attention, hidden=hidden, attn_mask=attn_mask,
+            is_causal=is_causal, position=self.encoder_position, positions=positions,
         )
-        return (memory, [m["self"] for m in maps]) if return_attention else memory
+        if return_attention:
+            return memory, [m["self"] for m in maps]
+        return (memory, hidden) if return_hidden else memory
 
     def new_state(self, memory: Tensor, padding: Tensor | None = None) -> DecodingState:
         blocks = self.decoder.blocks

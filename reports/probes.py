@@ -67,10 +67,12 @@ def _position_heatmap(fig: Figure, ax: Any, similarity: np.ndarray, title: str) 
     ax.set_title(title, fontsize=9)
 
 
-def _no_hidden_states(name: str, title: str) -> ProbeResult:
-    """The skip of a probe that reads per-layer states, which the encoder-decoder does not give."""
-    return ProbeResult.skip(name, title, "does not apply: the encoder-decoder does not return "
-                            "hidden states")
+def _hidden_states(model: nn.Module, tokens: torch.Tensor) -> tuple[list[torch.Tensor], str]:
+    """Per-layer states (embedding output, then each block) and which stack they are from: a
+    language model's own, or an encoder-decoder's encoder (the stack that reads the source)."""
+    if _is_encoder_decoder(model):
+        return model.encode(tokens, return_hidden=True)[1], "encoder"
+    return model(tokens, return_hidden=True)[1], "model"
 
 
 def _save(fig: Figure, path: Path) -> Path:
@@ -334,8 +336,6 @@ def contextual_drift(model: nn.Module, out_dir: Path, *, tokenizer: Any | None =
     position); the deeper it falls, the more the layers mix context into the token.
     """
     name, title = "contextual_drift", "Contextual drift of one token"
-    if _is_encoder_decoder(model):
-        return _no_hidden_states(name, title)
     length = _fit(length, model)
     vocab = int(model.embedding.num_embeddings)
     if target is None:
@@ -345,7 +345,7 @@ def contextual_drift(model: nn.Module, out_dir: Path, *, tokenizer: Any | None =
     tokens = torch.randint(0, vocab, (contexts, length), generator=generator)
     tokens[:, -1] = target
     try:
-        _, hidden = model(tokens, return_hidden=True)
+        hidden, stack = _hidden_states(model, tokens)
     except TypeError as exc:
         return ProbeResult.skip(name, title, f"does not apply: no hidden states ({exc})")
     pairs = list(itertools.combinations(range(contexts), 2))
@@ -372,7 +372,8 @@ def contextual_drift(model: nn.Module, out_dir: Path, *, tokenizer: Any | None =
     ax.set_title(f"Token '{label}' (#{target}) in {contexts} random contexts", fontsize=9)
     path = _save(fig, out_dir / "contextual_drift.png")
     caption = (
-        f"Similarity of token `{label}`'s vector across {contexts} random contexts: "
+        f"Similarity of token `{label}`'s vector across {contexts} random contexts"
+        f"{' (encoder)' if stack == 'encoder' else ''}: "
         f"{means[0]:.2f} at the embedding, {means[-1]:.2f} after the last layer."
     )
     return ProbeResult(name, title, caption, [path],
@@ -391,14 +392,12 @@ def position_decoding(model: nn.Module, out_dir: Path, *, length: int = 64,
     2022). The heat map is the cosine similarity of the last layer's mean state per position.
     """
     name, title = "position_decoding", "Positions the model can read out"
-    if _is_encoder_decoder(model):
-        return _no_hidden_states(name, title)
     length = _fit(length, model)
     vocab = int(model.embedding.num_embeddings)
     generator = torch.Generator().manual_seed(seed)
     # Ids past the special tokens (0..5), so every sequence is ordinary text to the model.
     tokens = torch.randint(min(6, vocab - 1), vocab, (sequences, length), generator=generator)
-    _, hidden = model(tokens, return_hidden=True)
+    hidden, stack = _hidden_states(model, tokens)
     target = torch.arange(length, dtype=torch.float64).repeat(sequences // 2)
     half = sequences // 2
     scores = []
@@ -429,7 +428,8 @@ def position_decoding(model: nn.Module, out_dir: Path, *, length: int = 64,
     _position_heatmap(fig, right, similarity, "last layer: mean state per position")
     path = _save(fig, out_dir / "position_decoding.png")
     caption = (
-        f"Linear read-out of the absolute position (held-out R², {sequences // 2} random "
+        f"Linear read-out of the absolute position{' from the encoder' if stack == 'encoder' else ''} "
+        f"(held-out R², {sequences // 2} random "
         f"sequences of {length}): {scores[0]:.2f} at the embedding, {max(scores[1:]):.2f} at "
         f"best in a layer, {scores[-1]:.2f} at the last."
     )

@@ -311,6 +311,8 @@ def _tiny_models() -> list:
     models.append(pytest.param(lambda: build_model(spec).eval(), id="real-learned"))
     models.append(pytest.param(lambda: build_model({**spec, "position": "rotary"}).eval(),
                                id="real-rotary"))
+    models.append(pytest.param(lambda: build_model({**spec, "arch": "encoder_decoder"}).eval(),
+                               id="real-encoder-decoder"))
     return models
 
 
