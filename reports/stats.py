@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -99,9 +100,13 @@ def welch(variant: Sequence[float], base: Sequence[float]) -> Delta:
     if np.std(a) == 0 and np.std(b) == 0:
         # Identical seeds on both sides (e.g. a deterministic task): t is undefined.
         return Delta(diff, relative, None, NO_SPREAD)
-    result = sps.ttest_ind(a, b, equal_var=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", RuntimeWarning)
+        result = sps.ttest_ind(a, b, equal_var=False)
     p = float(result.pvalue)
-    if not math.isfinite(p):
+    # scipy warns of catastrophic cancellation when the seeds agree to the last few digits
+    # (an exact-match rate of 1.0 give or take rounding): no spread to test against.
+    if not math.isfinite(p) or any(issubclass(w.category, RuntimeWarning) for w in caught):
         return Delta(diff, relative, None, NO_SPREAD)
     return Delta(diff, relative, p, None)
 
