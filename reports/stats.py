@@ -89,6 +89,11 @@ def summarise(values: Iterable[float | None]) -> Summary | None:
     return Summary(n, mean, std, mean - half, mean + half)
 
 
+def _no_spread(values: Sequence[float]) -> bool:
+    """All equal, up to floating-point rounding."""
+    return float(np.ptp(values)) <= 1e-9 * max(1.0, float(np.max(np.abs(values))))
+
+
 def welch(variant: Sequence[float], base: Sequence[float]) -> Delta:
     """Difference of means and Welch's t-test p-value between two sets of seeds."""
     a, b = finite(variant), finite(base)
@@ -97,16 +102,16 @@ def welch(variant: Sequence[float], base: Sequence[float]) -> Delta:
     relative = diff / abs(base_mean) if base_mean != 0 else None
     if len(a) < 2 or len(b) < 2:
         return Delta(diff, relative, None, ONE_SEED)
-    if np.std(a) == 0 and np.std(b) == 0:
-        # Identical seeds on both sides (e.g. a deterministic task): t is undefined.
+    if _no_spread(a) and _no_spread(b):
+        # Identical seeds on both sides (e.g. a deterministic task, or an exact-match rate of
+        # 1.0 give or take rounding): t is undefined, or noise.
         return Delta(diff, relative, None, NO_SPREAD)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", RuntimeWarning)
+    with warnings.catch_warnings():
+        # One side with no spread is a valid Welch test, about which scipy still warns.
+        warnings.simplefilter("ignore", RuntimeWarning)
         result = sps.ttest_ind(a, b, equal_var=False)
     p = float(result.pvalue)
-    # scipy warns of catastrophic cancellation when the seeds agree to the last few digits
-    # (an exact-match rate of 1.0 give or take rounding): no spread to test against.
-    if not math.isfinite(p) or any(issubclass(w.category, RuntimeWarning) for w in caught):
+    if not math.isfinite(p):
         return Delta(diff, relative, None, NO_SPREAD)
     return Delta(diff, relative, p, None)
 
