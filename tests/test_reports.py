@@ -445,3 +445,12 @@ def test_reference_flag_and_declared_reference(tmp_path: Path, capsys) -> None:
                  "--reference", "model.residul=add"]) == 2
     assert "did you mean 'model.residual'" in capsys.readouterr().err
     assert not (tmp_path / "typo").exists()
+
+
+@pytest.mark.filterwarnings("error::RuntimeWarning")
+def test_welch_without_spread() -> None:
+    """Both sides equal up to rounding: no test. One side without spread: a valid Welch test
+    (scipy's precision warning is not passed on)."""
+    assert welch([1.0, 1.0, 1.0 - 1e-16], [1.0, 1.0, 1.0]).note == "n/a (no spread)"
+    one_sided = welch([99.9, 100.0, 100.0], [100.0, 100.0, 100.0])
+    assert one_sided.note is None and one_sided.p_value == pytest.approx(0.4226, abs=1e-3)
