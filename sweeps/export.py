@@ -68,6 +68,11 @@ def best_experiment(sweep: Sweep, study: StudySpec, values: dict[str, Any]) -> d
     document.pop("ablate", None)
     if ablate:
         document["ablate"] = {"mode": experiment.mode, **ablate}
+        # The experiment's reference, on the axes that are left (a tuned axis has one value).
+        reference = {axis: value for axis, value in getattr(experiment, "reference", {}).items()
+                     if axis in ablate}
+        if reference:
+            document["ablate"]["reference"] = reference
     return document
 
 

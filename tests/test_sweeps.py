@@ -25,6 +25,7 @@ from tzoo.components.errors import ConfigError
 from tzoo.recipes import rundir
 from tzoo.recipes.experiment import load_experiment
 from tzoo.sweeps import load_study, load_sweep
+from tzoo.sweeps.export import best_experiment
 from tzoo.sweeps.space import parse_space
 from tzoo.sweeps.storage import resolve_storage
 
@@ -290,3 +291,22 @@ def test_shipped_sweep_files_load():
     sweep = load_sweep(REPO / "sweeps" / "lr-placement.yaml")
     assert [s.fixed for s in sweep.studies()] == [{"model.placement": "pre"},
                                                   {"model.placement": "post"}]
+
+
+def test_export_keeps_the_reference_on_axes_left_untuned(tmp_path):
+    """A grid with `ablate.reference`: the exported experiment keeps the reference for the
+    axes still ablated and drops it with an axis the sweep fixed."""
+    path = tiny_experiment(tmp_path)
+    raw = yaml.safe_load(path.read_text())
+    raw["ablate"] = {"mode": "grid", "model.norm": ["layernorm", "rmsnorm"],
+                     "model.ffn": ["gelu", "relu"],
+                     "reference": {"model.norm": "layernorm", "model.ffn": "gelu"}}
+    path.write_text(yaml.safe_dump(raw))
+    sweep = load_sweep(write_sweep(tmp_path, per="model.ffn"))
+    gelu_study = next(s for s in sweep.studies() if s.fixed == {"model.ffn": "gelu"})
+    document = best_experiment(sweep, gelu_study, {"train.lr": 3e-3, "train.warmup": 2})
+    assert document["ablate"] == {"mode": "grid", "model.norm": ["layernorm", "rmsnorm"],
+                                  "reference": {"model.norm": "layernorm"}}
+    exported = tmp_path / "best.yaml"
+    exported.write_text(yaml.safe_dump(document))
+    assert load_experiment(exported).reference == {"model.norm": "layernorm"}
