@@ -22,7 +22,7 @@ from .document import Block, to_markdown
 from .html_page import to_html
 from .probe_runner import Loader
 from .runs import Run, group_by_variant, load_runs
-from .study import StudyInput, resolve_study
+from .study import StudyInput, resolve_studies
 
 REPORT_MD = "report.md"
 INDEX_HTML = "index.html"
@@ -46,7 +46,11 @@ def assemble(runs: list[Run], out_dir: Path, *, title: str, command: str,
     if bench is not None:
         blocks += sections.bench_section(sections.load_bench(bench))
     if study is not None:
-        blocks += sections.sweep_section(resolve_study(study), out_dir, plot_dir)
+        studies = resolve_studies(study)
+        for index, one in enumerate(studies, start=1):
+            prefix = f"study{index}_" if len(studies) > 1 else ""
+            blocks += sections.sweep_section(one, out_dir, plot_dir, prefix=prefix,
+                                             named=len(studies) > 1)
     if probes:
         blocks += sections.probes_section(runs, out_dir, out_dir / "probes", probe_loader)
     blocks += sections.run_list(runs)

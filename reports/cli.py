@@ -63,23 +63,12 @@ def report_command(paths: list[str], out: str | None, title: str | None,
         path, _, name = study.partition(":")
         study_input = (path, name) if name else path
     else:
-        journal = _found_beside(paths, "study.journal")
-        if journal is not None and _single_study(journal):
-            study_input = journal
+        study_input = _found_beside(paths, "study.journal")  # every study in it
     report = build_report(paths, out_dir, title=title, command=_invocation(argv),
                           bench=bench_input, study=study_input, reference=reference_values)
     print(f"report: {report}")
     print(f"html:   {report.parent / 'index.html'}")
     return 0
-
-
-def _single_study(journal: Path) -> bool:
-    import optuna
-    from optuna.storages import JournalStorage
-    from optuna.storages.journal import JournalFileBackend
-
-    storage = JournalStorage(JournalFileBackend(str(journal)))
-    return len(optuna.get_all_study_summaries(storage)) == 1
 
 
 def compare_command(a: str, b: str, markdown_out: str | None) -> int:

@@ -380,13 +380,15 @@ def bench_section(rows: list[dict[str, Any]]) -> list[Block]:
     ]
 
 
-def sweep_section(study: Any, root: Path, plot_dir: Path) -> list[Block]:
-    """Optimisation history, parameter importances and the best trial of an Optuna study."""
+def sweep_section(study: Any, root: Path, plot_dir: Path, *, prefix: str = "",
+                  named: bool = False) -> list[Block]:
+    """Optimisation history, parameter importances and the best trial of an Optuna study
+    (`named`: the heading names the study, for a report with several)."""
     from optuna.trial import TrialState
 
     complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
     blocks: list[Block] = [
-        Heading(2, "Sweep"),
+        Heading(2, f"Sweep: {study.study_name}" if named else "Sweep"),
         Paragraph(f"Optuna study `{study.study_name}`: {len(study.trials)} trials, "
                   f"{len(complete)} complete."),
     ]
@@ -398,12 +400,13 @@ def sweep_section(study: Any, root: Path, plot_dir: Path) -> list[Block]:
         if best.params:
             blocks.append(Table(["parameter", "best value"],
                                 [[f"`{k}`", str(v)] for k, v in best.params.items()]))
-    history = plots.sweep_history(study, plot_dir / "sweep_history.png")
+    history = plots.sweep_history(study, plot_dir / f"{prefix}sweep_history.png")
     if history is not None:
         blocks += [Heading(3, "Optimisation history"),
                    Image(_rel(history, root), "optimisation history",
                          "Objective of each completed trial and the best so far.")]
-    path, importances = plots.sweep_importances(study, plot_dir / "sweep_importances.png")
+    path, importances = plots.sweep_importances(study,
+                                                plot_dir / f"{prefix}sweep_importances.png")
     if path is not None:
         blocks += [
             Heading(3, "Parameter importances"),

@@ -1,4 +1,4 @@
-"""Accepting an Optuna study as a report input: a Study object or a journal file."""
+"""Accepting Optuna studies as a report input: a Study, a journal file, or a journal and name."""
 
 from __future__ import annotations
 
@@ -7,9 +7,23 @@ from typing import Any
 
 from tzoo.components.errors import ConfigError
 
-# What build_report accepts: a Study, a journal path (holding exactly one study), or a
-# (journal path, study name) pair.
+# What build_report accepts: a Study, a journal path (every study in it: a sweep with `per`
+# keeps one study per value), or a (journal path, study name) pair.
 StudyInput = Any
+
+
+def resolve_studies(study: StudyInput) -> list[Any]:
+    """Every study the input names: a journal path gives all of its studies, by name."""
+    import optuna
+
+    if isinstance(study, (str, Path)) and Path(study).is_file():
+        from optuna.storages import JournalStorage
+        from optuna.storages.journal import JournalFileBackend
+
+        storage = JournalStorage(JournalFileBackend(str(study)))
+        names = sorted(s.study_name for s in optuna.get_all_study_summaries(storage))
+        return [optuna.load_study(study_name=name, storage=storage) for name in names]
+    return [resolve_study(study)]
 
 
 def resolve_study(study: StudyInput) -> Any:

@@ -454,3 +454,27 @@ def test_welch_without_spread() -> None:
     assert welch([1.0, 1.0, 1.0 - 1e-16], [1.0, 1.0, 1.0]).note == "n/a (no spread)"
     one_sided = welch([99.9, 100.0, 100.0], [100.0, 100.0, 100.0])
     assert one_sided.note is None and one_sided.p_value == pytest.approx(0.4226, abs=1e-3)
+
+
+def test_a_journal_with_several_studies_gets_a_section_each(tmp_path: Path) -> None:
+    """A sweep with `per` keeps one study per value in one journal: the report shows each."""
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    journal = tmp_path / "study.journal"
+    storage = JournalStorage(JournalFileBackend(str(journal)))
+    for name, target in (("sw-pre", 0.01), ("sw-post", 0.001)):
+        study = optuna.create_study(study_name=name, storage=storage,
+                                    sampler=optuna.samplers.RandomSampler(seed=0))
+        study.optimize(lambda t, target=target: (t.suggest_float("lr", 1e-4, 1e-1, log=True)
+                                                 - target) ** 2, n_trials=6)
+    text = build_report([make_experiment(tmp_path)], tmp_path / "out", study=journal,
+                        probes=False).read_text()
+    assert "## Sweep: sw-post" in text and "## Sweep: sw-pre" in text
+    links = IMAGE_LINK.findall(text)
+    histories = [link for link in links if link.endswith("sweep_history.png")]
+    assert len(histories) == len(set(histories)) == 2
+    for link in histories:
+        _assert_png(tmp_path / "out" / link)
