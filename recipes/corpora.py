@@ -276,12 +276,16 @@ def _hub_reachable(timeout: float = 3.0) -> bool:
 @contextlib.contextmanager
 def _hub_offline() -> Iterator[None]:
     """`datasets` and `huggingface_hub` in offline mode (cache only) for the duration."""
-    saved = datasets.config.HF_HUB_OFFLINE, huggingface_hub.constants.HF_HUB_OFFLINE
-    datasets.config.HF_HUB_OFFLINE = huggingface_hub.constants.HF_HUB_OFFLINE = True
+    flags = [(module, name) for module in (datasets.config, huggingface_hub.constants)
+             for name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE") if hasattr(module, name)]
+    saved = [getattr(module, name) for module, name in flags]
+    for module, name in flags:
+        setattr(module, name, True)
     try:
         yield
     finally:
-        datasets.config.HF_HUB_OFFLINE, huggingface_hub.constants.HF_HUB_OFFLINE = saved
+        for (module, name), value in zip(flags, saved, strict=True):
+            setattr(module, name, value)
 
 
 def _is_unreachable(err: Exception) -> bool:
