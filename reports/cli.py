@@ -44,9 +44,9 @@ def _found_beside(paths: list[str], name: str) -> Path | None:
 
 def report_command(paths: list[str], out: str | None, title: str | None,
                    bench: str | None = None, study: str | None = None,
-                   reference: list[str] | None = None) -> int:
+                   reference: list[str] | None = None, *, probes: bool = True) -> int:
     """`tzoo report PATH... [--out DIR] [--title T] [--bench FILE] [--study JOURNAL[:NAME]]
-    [--reference AXIS=VALUE ...]`: build the report, print where it is. A `bench.json` written
+    [--reference AXIS=VALUE ...] [--no-probes]`: build the report, print where it is. A `bench.json` written
     by `tzoo bench` and a sweep's `study.journal` beside the runs are picked up without being
     named."""
     if not paths:
@@ -55,7 +55,8 @@ def report_command(paths: list[str], out: str | None, title: str | None,
     argv = ["tzoo", "report", *paths] + (["--out", out] if out else []) + (
         ["--title", title] if title else []) + (["--bench", bench] if bench else []) + (
         ["--study", study] if study else []) + [
-        arg for item in reference or () for arg in ("--reference", item)]
+        arg for item in reference or () for arg in ("--reference", item)] + (
+        [] if probes else ["--no-probes"])
     reference_values = dict(parse_override(item) for item in reference or ()) or None
     bench_input = bench or _found_beside(paths, "bench.json")
     study_input: object = None
@@ -65,7 +66,8 @@ def report_command(paths: list[str], out: str | None, title: str | None,
     else:
         study_input = _found_beside(paths, "study.journal")  # every study in it
     report = build_report(paths, out_dir, title=title, command=_invocation(argv),
-                          bench=bench_input, study=study_input, reference=reference_values)
+                          bench=bench_input, study=study_input, reference=reference_values,
+                          probes=probes)
     print(f"report: {report}")
     print(f"html:   {report.parent / 'index.html'}")
     return 0

@@ -106,7 +106,7 @@ def _report(args: argparse.Namespace) -> int:
     from tzoo.reports.cli import report_command
 
     return report_command(args.runs, args.out, args.title, args.bench, args.study,
-                          args.reference)
+                          args.reference, probes=not args.no_probes)
 
 
 def _compare(args: argparse.Namespace) -> int:
@@ -208,6 +208,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--study", metavar="JOURNAL[:NAME]",
                      help="an Optuna journal (and study name) for the sweep section (default: "
                      "study.journal beside the runs, when it holds one study)")
+    sub.add_argument("--no-probes", action="store_true",
+                     help="leave out the probes of trained models (faster; a sweep's many "
+                     "trials make a long probe section)")
     sub.add_argument("--reference", action="append", metavar="AXIS=VALUE",
                      help="compare each variant with the one that has this value on AXIS and "
                      "its own values on the other axes (repeatable; default: the experiment's "
