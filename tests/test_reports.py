@@ -478,3 +478,12 @@ def test_a_journal_with_several_studies_gets_a_section_each(tmp_path: Path) -> N
     assert len(histories) == len(set(histories)) == 2
     for link in histories:
         _assert_png(tmp_path / "out" / link)
+
+
+def test_no_probes_flag_leaves_the_probe_section_out(tmp_path: Path) -> None:
+    _grid_runs(tmp_path)
+    out = tmp_path / "plain"
+    assert main(["report", str(tmp_path / "grid"), "--out", str(out), "--no-probes"]) == 0
+    text = (out / "report.md").read_text()
+    assert "--no-probes" in text and "What the models learned" not in text
+    assert not (out / "probes").exists()
