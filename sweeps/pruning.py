@@ -42,5 +42,8 @@ class PruneOnValidation(L.Callback):
             return  # the divergence check reports this better than a pruned NaN would
         step = int(trainer.global_step)
         self.trial.report(value, step=step)
-        if self.trial.should_prune():
+        # At the last step there is nothing left to save: the trial is complete, and counting
+        # it as pruned would hide a finished result from the sampler.
+        finished = trainer.max_steps is not None and 0 < trainer.max_steps <= step
+        if not finished and self.trial.should_prune():
             raise Pruned(f"pruned at step {step}: {self.metric} = {value:.4g}")

@@ -310,3 +310,36 @@ def test_export_keeps_the_reference_on_axes_left_untuned(tmp_path):
     exported = tmp_path / "best.yaml"
     exported.write_text(yaml.safe_dump(document))
     assert load_experiment(exported).reference == {"model.norm": "layernorm"}
+
+
+def test_no_pruning_at_the_last_step():
+    """A trial whose last validation is below the median has finished anyway: it completes
+    (and its value reaches the sampler) instead of being counted as pruned."""
+    from types import SimpleNamespace
+
+    from lightning.pytorch.trainer.states import TrainerFn
+
+    from tzoo.sweeps.pruning import Pruned, PruneOnValidation
+
+    class AlwaysPrune:
+        def __init__(self):
+            self.reported: list[int] = []
+
+        def report(self, value, step):
+            self.reported.append(step)
+
+        def should_prune(self):
+            return True
+
+    trial = AlwaysPrune()
+    callback = PruneOnValidation(trial, "val/loss")
+
+    def trainer(step):
+        return SimpleNamespace(sanity_checking=False, state=SimpleNamespace(fn=TrainerFn.FITTING),
+                               callback_metrics={"val/loss": 2.5}, global_step=step,
+                               max_steps=20)
+
+    with pytest.raises(Pruned):
+        callback.on_validation_end(trainer(10), None)
+    callback.on_validation_end(trainer(20), None)  # the last step: no Pruned
+    assert trial.reported == [10, 20]
