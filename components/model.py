@@ -206,6 +206,13 @@ class TransformerBase(nn.Module):
             elif isinstance(module, nn.Embedding):
                 nn.init.normal_(module.weight, 0.0, std)
 
+    @staticmethod
+    def _positions(position: PositionEncoding, start: int, stop: int,
+                   device: torch.device) -> Tensor:
+        """Positions start..stop-1 of this pass, announced to the variant as plain ints."""
+        position.reserve(stop)
+        return torch.arange(start, stop, device=device)
+
     def _embed(self, tokens: Tensor, position: PositionEncoding, positions: Tensor) -> Tensor:
         x = self.embedding(tokens)
         if position.uses_embed:
@@ -259,7 +266,7 @@ class LanguageModel(TransformerBase):
                 state.prefix_lengths = prefix_lengths
             prefix_lengths = state.prefix_lengths
         length = tokens.shape[1]
-        positions = torch.arange(offset, offset + length, device=tokens.device)
+        positions = self._positions(self.position, offset, offset + length, tokens.device)
         k_positions = torch.arange(0, offset + length, device=tokens.device)
         x = self._embed(tokens, self.position, positions)
         attn_mask, is_causal = attention_plan(
@@ -316,7 +323,7 @@ class EncoderDecoder(TransformerBase):
         """The encoder's output (the decoder's memory). With `return_attention` or
         `return_hidden`: `(memory, attentions)` / `(memory, hidden)`, hidden being the
         embedding output then each encoder block's output."""
-        positions = torch.arange(source.shape[1], device=source.device)
+        positions = self._positions(self.encoder_position, 0, source.shape[1], source.device)
         x = self._embed(source, self.encoder_position, positions)
         attn_mask, is_causal = attention_plan(
             self.encoder_mask, self.encoder_position, positions, positions, key_padding=padding,
@@ -341,7 +348,7 @@ class EncoderDecoder(TransformerBase):
                state: DecodingState | None = None, return_attention: bool = False):
         offset = state.offset if state is not None else 0
         length = target.shape[1]
-        positions = torch.arange(offset, offset + length, device=target.device)
+        positions = self._positions(self.position, offset, offset + length, target.device)
         k_positions = torch.arange(0, offset + length, device=target.device)
         x = self._embed(target, self.position, positions)
         attn_mask, is_causal = attention_plan(

@@ -46,6 +46,11 @@ class PositionEncoding(nn.Module):
     def check(cls, config, **context) -> None:
         """Reject combinations this variant cannot serve (called before anything trains)."""
 
+    def reserve(self, length: int) -> None:
+        """The coming forward pass uses positions below `length`. A plain int from the model,
+        so that no variant reads a tensor back to size or check its tables: on a GPU that
+        waits for the device, and under torch.compile it breaks the graph."""
+
     def embed(self, x: Tensor, positions: Tensor) -> Tensor:
         return x
 
@@ -116,16 +121,17 @@ class Learned(PositionEncoding):
         self.max_len = int(max_len)
         self.table = nn.Embedding(self.max_len, d_model)
 
-    def embed(self, x: Tensor, positions: Tensor) -> Tensor:
-        last = int(positions[-1]) if positions.numel() else -1
-        if last >= self.max_len:
+    def reserve(self, length: int) -> None:
+        if length > self.max_len:
             raise ContextTooLong(
-                f"learned positions cover {self.max_len} positions, but position {last} was "
-                "asked for; raise model.max_len or use a variant that extrapolates "
+                f"learned positions cover {self.max_len} positions, but position {length - 1} "
+                "was asked for; raise model.max_len or use a variant that extrapolates "
                 "(sinusoidal, rotary, alibi, relative, none)",
                 key="model.max_len",
             )
-        return x + self.table(positions)
+
+    def embed(self, x: Tensor, positions: Tensor) -> Tensor:
+        return x + self.table(positions)  # the length was checked by `reserve`
 
 
 @POSITIONS.register("rotary", aliases=("rope",))
@@ -147,19 +153,32 @@ class Rotary(PositionEncoding):
         inverse_frequency = base ** (-torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)
         self.register_buffer("inverse_frequency", inverse_frequency, persistent=False)
         self._table: Tensor | None = None  # e^{i·position·frequency}, (positions, head_dim/2)
+        self._reserved = 0  # the length the model announced for this pass (`reserve`)
         # Every layer of one forward pass passes the same `positions` tensor: remember the
         # last gather so it happens once per pass, not once per layer.
         self._last: tuple[Tensor, torch.dtype, Tensor] | None = None
 
+    def reserve(self, length: int) -> None:
+        self._grow(length, self.inverse_frequency.device)
+        self._reserved = length
+
+    def _grow(self, needed: int, device: torch.device) -> Tensor:
+        """The table, rebuilt (doubling) if it has fewer than `needed` rows or is elsewhere."""
+        table = self._table
+        if table is None or table.shape[0] < needed or table.device != device:
+            length = max(needed, 2 * (table.shape[0] if table is not None else 0), 256)
+            steps = torch.arange(length, device=device, dtype=torch.float32)
+            angles = steps[:, None] * self.inverse_frequency.to(device)[None, :]
+            self._table = table = torch.polar(torch.ones_like(angles), angles)
+        return table
+
     def _rotations(self, positions: Tensor, dtype: torch.dtype) -> Tensor:
         """(length, 1, head_dim/2) unit complex numbers for `positions`."""
-        needed = int(positions.max()) + 1 if positions.numel() else 1
         table = self._table
-        if table is None or table.shape[0] < needed or table.device != positions.device:
-            length = max(needed, 2 * (table.shape[0] if table is not None else 0), 256)
-            steps = torch.arange(length, device=positions.device, dtype=torch.float32)
-            angles = steps[:, None] * self.inverse_frequency.to(positions.device)[None, :]
-            self._table = table = torch.polar(torch.ones_like(angles), angles)
+        if not self._reserved or table is None or table.device != positions.device:
+            # Called outside a model's forward (no `reserve`): size the table from the tensor.
+            needed = int(positions.max()) + 1 if positions.numel() else 1
+            table = self._grow(needed, positions.device)
         return table[positions][:, None, :].to(dtype)
 
     def rotate(self, q: Tensor, k: Tensor, positions: Tensor) -> tuple[Tensor, Tensor]:

@@ -200,3 +200,19 @@ def test_sinusoidal_waves_have_the_papers_frequencies():
         torch.testing.assert_close(waves[:, 2 * i + 1].double(), angle.cos(), atol=1e-6, rtol=0)
     default = POSITIONS.build("sinusoidal", d_model=8, init_std=0.02)
     assert math.isclose(default.scale, 0.02 * math.sqrt(2))
+
+
+@pytest.mark.parametrize("position", ["none", "sinusoidal", "learned", "rotary", "alibi",
+                                      "relative"])
+def test_forward_is_one_graph_without_syncs(position):
+    """No variant reads a tensor back to size or check its tables (the model announces the
+    length as an int, `reserve`): a GPU never waits for it, and torch.compile captures the
+    whole forward as one graph."""
+    import torch._dynamo as dynamo
+
+    model = build_model({"vocab_size": 20, "d_model": 16, "layers": 2, "heads": 2,
+                         "position": position, "max_len": 32})
+    explained = dynamo.explain(model)(torch.randint(0, 20, (2, 12)))
+    dynamo.reset()
+    assert explained.graph_break_count == 0, [str(b.reason)[:200]
+                                               for b in explained.break_reasons]
