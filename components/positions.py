@@ -159,8 +159,11 @@ class Rotary(PositionEncoding):
         self._last: tuple[Tensor, torch.dtype, Tensor] | None = None
 
     def reserve(self, length: int) -> None:
+        """Grow the table to `length` rows now; until the next `reserve`, `rotate` trusts the
+        positions it is given to be below the largest length announced (the model's forwards
+        always announce theirs; a direct caller that does not is sized from its tensor)."""
         self._grow(length, self.inverse_frequency.device)
-        self._reserved = length
+        self._reserved = max(self._reserved, length)
 
     def _grow(self, needed: int, device: torch.device) -> Tensor:
         """The table, rebuilt (doubling) if it has fewer than `needed` rows or is elsewhere."""
