@@ -44,7 +44,7 @@ from .space import Param, parse_space
 
 SWEEP_KEYS = ("name", "description", "experiment", "set", "metric", "direction", "n_trials",
               "seed", "space", "sampler", "pruner", "storage", "per", "per_values",
-              "max_failures")
+              "max_failures", "seeds_per_trial")
 DIRECTIONS = ("minimize", "maximize")
 
 
@@ -73,6 +73,8 @@ class Sweep:
     per_values: list[Any] = field(default_factory=list)
     max_failures: int = 3
     description: str = ""
+    #: runs per trial, on the experiment's first seeds; the objective is their mean
+    seeds_per_trial: int = 1
 
     @property
     def runs_dir(self) -> Path:
@@ -82,6 +84,11 @@ class Sweep:
     @property
     def run_seed(self) -> int:
         return self.experiment.seeds[0]
+
+    @property
+    def trial_seeds(self) -> list[int]:
+        """The seeds every trial trains: the experiment's first `seeds_per_trial`."""
+        return list(self.experiment.seeds[: self.seeds_per_trial])
 
     def studies(self) -> list[StudySpec]:
         if self.per is None:
@@ -158,7 +165,13 @@ def _validated(raw: dict[str, Any], path: Path) -> Sweep:
         per=per, per_values=per_values,
         max_failures=_integer(raw, "max_failures", 3, minimum=1),
         description=_string(raw, "description", ""),
+        seeds_per_trial=_integer(raw, "seeds_per_trial", 1, minimum=1),
     )
+    if sweep.seeds_per_trial > len(experiment.seeds):
+        raise ConfigError(
+            f"{sweep.seeds_per_trial} seeds per trial need at least as many seeds in the "
+            f"experiment, which has {experiment.seeds}; add seeds there or under `set:`",
+            key="seeds_per_trial")
     if sweep.direction not in DIRECTIONS:
         raise ConfigError(unknown_choice("direction", sweep.direction, DIRECTIONS),
                           key="direction")

@@ -5,7 +5,8 @@
                   "best": {"number", "value", "params", "run_dir"} | null,
                   "importances": {param: share} | null, "importance_note": str,
                   "trials": [{"number", "state", "status", "reason", "value", "params",
-                              "run_dir", "intermediate": {step: value}, "retry_of"}]}]}
+                              "run_dir", "run_dirs", "seed_values",
+                              "intermediate": {step: value}, "retry_of"}]}]}
 
 The report builder reads this without importing Optuna; `load_study` gives the same mapping
 for one study straight from a storage (a journal file, a database URL) or from study.json.
@@ -43,6 +44,9 @@ def trial_data(trial: FrozenTrial) -> dict[str, Any]:
         "value": value,
         "params": dict(trial.params),
         "run_dir": trial.user_attrs.get("run_dir"),
+        # seeds_per_trial > 1: every seed's run and its value (the trial's value is the mean)
+        "run_dirs": trial.user_attrs.get("run_dirs") or [trial.user_attrs.get("run_dir")],
+        "seed_values": trial.user_attrs.get("seed_values"),
         "intermediate": {str(k): v for k, v in sorted(trial.intermediate_values.items())},
         "retry_of": trial.system_attrs.get("failed_trial"),
         "started": trial.datetime_start.isoformat() if trial.datetime_start else None,

@@ -46,12 +46,13 @@ class TrialRun:
 
 
 def plan_trial(sweep: Sweep, study: StudySpec, values: dict[str, Any],
-               threads: int | None = None) -> TrialRun:
+               threads: int | None = None, seed: int | None = None) -> TrialRun:
     config = sweep.trial_config(study, values)
     if threads:  # this worker's share of the cores; not part of the run id
         config["train"]["threads"] = min(config["train"].get("threads") or threads, threads)
     shown = {key: _rounded(v) for key, v in {**study.fixed, **values}.items()}
-    spec = RunSpec(config=config, variant=shown, seed=sweep.run_seed, is_base=False)
+    seed = sweep.run_seed if seed is None else seed
+    spec = RunSpec(config=config, variant=shown, seed=seed, is_base=False)
     spec.run_id = run_id(config, spec.seed, shown)
     return TrialRun(spec, sweep.runs_dir / spec.run_id)
 
@@ -63,17 +64,27 @@ def _rounded(value: Any) -> Any:
 
 def run_trial(sweep: Sweep, study_spec: StudySpec, study: optuna.Study, trial: optuna.Trial,
               *, threads: int | None = None) -> FrozenTrial:
-    """Train the trial's run and tell Optuna how it ended; Ctrl-C re-raises `Interrupted`."""
+    """Train the trial's run (one per seed of `seeds_per_trial`) and tell Optuna how it ended;
+    Ctrl-C re-raises `Interrupted`. With several seeds the pruner watches the first seed's
+    run (the one every trial has), and the objective is the mean over the seeds."""
     values = {param.key: param.suggest(trial) for param in sweep.space}
-    planned = plan_trial(sweep, study_spec, values, threads)
-    trial.set_user_attr("run_dir", str(planned.run_dir))
-    trial.set_user_attr("run_id", planned.spec.run_id)
-    record_trial(planned.run_dir, study.study_name, trial.number)
+    plans = [plan_trial(sweep, study_spec, values, threads, seed) for seed in sweep.trial_seeds]
+    trial.set_user_attr("run_dir", str(plans[0].run_dir))
+    trial.set_user_attr("run_id", plans[0].spec.run_id)
+    if len(plans) > 1:
+        trial.set_user_attr("run_dirs", [str(p.run_dir) for p in plans])
+    for planned in plans:
+        record_trial(planned.run_dir, study.study_name, trial.number)
     pruner = PruneOnValidation(trial, sweep.metric)
+    outcomes: list[RunOutcome] = []
     try:
         with liveness.heartbeat(trial):
-            outcome = run_one(planned.spec, planned.run_dir, sweep.name,
-                              runs_root=sweep.runs_dir.parent, callbacks=[pruner])
+            for index, planned in enumerate(plans):
+                outcomes.append(run_one(planned.spec, planned.run_dir, sweep.name,
+                                        runs_root=sweep.runs_dir.parent,
+                                        callbacks=[pruner] if index == 0 else []))
+                if outcomes[-1].status != "completed":
+                    break  # a diverged or failed seed decides the trial
     except optuna.TrialPruned as pruned:
         return _finish(study, trial, TrialState.PRUNED, "pruned", str(pruned))
     except Interrupted:
@@ -85,26 +96,33 @@ def run_trial(sweep: Sweep, study_spec: StudySpec, study: optuna.Study, trial: o
         _finish(study, trial, TrialState.FAIL, "failed", str(error))
         raise
     finally:
-        record_trial(planned.run_dir, study.study_name, trial.number)
-    return _tell(sweep, study, trial, outcome)
+        for planned in plans:
+            record_trial(planned.run_dir, study.study_name, trial.number)
+    return _tell(sweep, study, trial, outcomes)
 
 
 def _tell(sweep: Sweep, study: optuna.Study, trial: optuna.Trial,
-          outcome: RunOutcome) -> FrozenTrial:
-    if outcome.status == "diverged":
-        return _finish(study, trial, TrialState.PRUNED, "diverged", outcome.note)
-    if outcome.status != "completed":
-        return _finish(study, trial, TrialState.FAIL, outcome.status, outcome.note)
-    metrics = (rundir.read_summary(outcome.run_dir) or {}).get("metrics", {})
-    if sweep.metric not in metrics:
-        _finish(study, trial, TrialState.FAIL, "failed", f"no metric {sweep.metric!r}")
-        raise ConfigError(unknown_choice("metric", sweep.metric, metrics), key="metric",
-                          source=str(sweep.path))
-    value = metrics[sweep.metric]
-    if value is None:  # the runner stores a NaN or infinite metric as null
-        return _finish(study, trial, TrialState.PRUNED, "diverged",
-                       f"{sweep.metric} is not finite")
-    return _finish(study, trial, TrialState.COMPLETE, "completed", "", value=float(value))
+          outcomes: list[RunOutcome]) -> FrozenTrial:
+    values = []
+    for outcome in outcomes:
+        if outcome.status == "diverged":
+            return _finish(study, trial, TrialState.PRUNED, "diverged", outcome.note)
+        if outcome.status != "completed":
+            return _finish(study, trial, TrialState.FAIL, outcome.status, outcome.note)
+        metrics = (rundir.read_summary(outcome.run_dir) or {}).get("metrics", {})
+        if sweep.metric not in metrics:
+            _finish(study, trial, TrialState.FAIL, "failed", f"no metric {sweep.metric!r}")
+            raise ConfigError(unknown_choice("metric", sweep.metric, metrics), key="metric",
+                              source=str(sweep.path))
+        value = metrics[sweep.metric]
+        if value is None:  # the runner stores a NaN or infinite metric as null
+            return _finish(study, trial, TrialState.PRUNED, "diverged",
+                           f"{sweep.metric} is not finite")
+        values.append(float(value))
+    if len(values) > 1:
+        trial.set_user_attr("seed_values", values)
+    return _finish(study, trial, TrialState.COMPLETE, "completed", "",
+                   value=sum(values) / len(values))
 
 
 def _finish(study: optuna.Study, trial: optuna.Trial, state: TrialState, status: str,

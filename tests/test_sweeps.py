@@ -343,3 +343,30 @@ def test_no_pruning_at_the_last_step():
         callback.on_validation_end(trainer(10), None)
     callback.on_validation_end(trainer(20), None)  # the last step: no Pruned
     assert trial.reported == [10, 20]
+
+
+def test_seeds_per_trial_trains_each_seed_and_scores_the_mean(tmp_path):
+    """`seeds_per_trial: 2`: every trial trains the experiment's first two seeds; its value is
+    the mean of their metric, each seed's run is an ordinary run directory."""
+    path = write_sweep(tmp_path, n_trials=2, pruner="none", seeds_per_trial=2,
+                       set={"seeds": [0, 1, 2]})
+    assert main(["sweep", str(path)]) == 0
+    trials = study(tmp_path).get_trials()
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 2
+    for trial in trials:
+        run_dirs = [Path(p) for p in trial.user_attrs["run_dirs"]]
+        summaries = [rundir.read_summary(p) for p in run_dirs]
+        assert [s["seed"] for s in summaries] == [0, 1]
+        losses = [s["metrics"]["val/loss"] for s in summaries]
+        assert trial.user_attrs["seed_values"] == pytest.approx(losses)
+        assert trial.value == pytest.approx(sum(losses) / 2)
+    data = json.loads((tmp_path / "runs" / "sw" / "study.json").read_text())
+    assert len(data["studies"][0]["trials"][0]["run_dirs"]) == 2
+
+
+def test_more_seeds_per_trial_than_the_experiment_has_exits_2(tmp_path, capsys):
+    path = write_sweep(tmp_path, seeds_per_trial=3)  # tiny has seeds [0]
+    assert main(["sweep", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "seeds_per_trial" in err and "[0]" in err
+    assert not (tmp_path / "runs" / "sw").exists()
