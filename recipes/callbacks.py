@@ -1,4 +1,5 @@
-"""The runner's own Lightning callbacks: resume points and the progress bar.
+"""The runner's own Lightning callbacks: resume points (and stopping at a step boundary) and
+the progress bar.
 
 Lightning calls every hook of every callback on every training step (six hooks, each wrapped in
 a profiler context named after the callback's state key), so each callback a run carries costs
@@ -17,23 +18,49 @@ import lightning as L
 from lightning.pytorch.callbacks import TQDMProgressBar
 
 
+class Interrupted(Exception):
+    """The user stopped the command; the current run was checkpointed."""
+
+
+class StopRequest:
+    """Set by a signal handler (Ctrl-C, SIGTERM), honoured at the next step boundary."""
+
+    def __init__(self) -> None:
+        self.requested = False
+
+
 class StepCheckpoints(L.Callback):
-    """`last.ckpt` every `every` training steps, `interrupted.ckpt` when training raises.
+    """`last.ckpt` every `every` training steps; `interrupted.ckpt` when a stop is requested
+    (then `Interrupted` is raised) or training raises.
+
+    A requested stop takes effect between two steps, where the checkpoint is the same exact
+    resume point `last.ckpt` is: an interrupt in the middle of a step (after the optimizer
+    stepped, before the step counter moved) would resume into a different run. A hard
+    KeyboardInterrupt (Ctrl-C twice) writes nothing: `last.ckpt` stays the resume point.
 
     Does the job of Lightning's ModelCheckpoint + OnExceptionCheckpoint pair for a step-based
     run, with less per-step machinery (ModelCheckpoint formats its state key, a repr of its
     settings, on each of the six per-step hook calls), and writes each file under a temporary
     name first, so a crash mid-write never leaves a truncated resume point."""
 
-    def __init__(self, last: str | Path, interrupted: str | Path, every: int):
+    def __init__(self, last: str | Path, interrupted: str | Path, every: int,
+                 stop: StopRequest | None = None):
         self.last, self.interrupted = Path(last), Path(interrupted)
         self.every = max(1, int(every))
+        self.stop = stop
 
     def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
         if trainer.global_step % self.every == 0:
             self._save(trainer, self.last)
+        if self.stop is not None and self.stop.requested:
+            self.save_interrupted(trainer)
+            raise Interrupted()
 
-    def on_exception(self, trainer: L.Trainer, *args: Any) -> None:
+    def on_exception(self, trainer: L.Trainer, pl_module: Any, exception: BaseException) -> None:
+        if not isinstance(exception, (KeyboardInterrupt, Interrupted)):
+            self.save_interrupted(trainer)
+
+    def save_interrupted(self, trainer: L.Trainer) -> None:
         self._save(trainer, self.interrupted)
 
     @staticmethod

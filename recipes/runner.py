@@ -12,6 +12,7 @@ import contextlib
 import math
 import shutil
 import signal
+import sys
 import threading
 import time
 import traceback
@@ -27,7 +28,7 @@ from lightning.pytorch.loggers import CSVLogger
 from tzoo.components import ConfigError
 
 from . import rundir
-from .callbacks import ProgressBar, StepCheckpoints
+from .callbacks import Interrupted, ProgressBar, StepCheckpoints, StopRequest
 from .checkpoints import TOKENIZER, save_final
 from .data import prepare_data
 from .experiment import Experiment, RunSpec
@@ -36,10 +37,6 @@ from .measure import PeakMemory, Throughput
 from .quiet import quiet_lightning
 from .task import Diverged
 from .translation import PairsData, Translation
-
-
-class Interrupted(Exception):
-    """The user stopped the command; the current run was checkpointed."""
 
 
 class EarlyStop(Exception):
@@ -121,8 +118,9 @@ def _reuse_elsewhere(spec: RunSpec, run_dir: Path, experiment: str,
 def _resume_point(run_dir: Path, summary: dict | None) -> Path | None:
     interrupted = run_dir / rundir.INTERRUPTED_CHECKPOINT
     last = run_dir / rundir.LAST_CHECKPOINT
-    if summary and summary.get("status") == "interrupted" and interrupted.is_file():
-        return interrupted
+    if summary and summary.get("status") == "interrupted" and interrupted.is_file() and (
+            not last.is_file() or interrupted.stat().st_mtime >= last.stat().st_mtime):
+        return interrupted  # (an older one, from a stop before a resume, is not)
     return last if last.is_file() else None
 
 
@@ -212,13 +210,16 @@ def _train(spec: RunSpec, run_dir: Path, experiment: str,
         data.tokenizer.save(run_dir / TOKENIZER)
         if train["compile"]:
             task.model = torch.compile(task.model)
-        trainer = _trainer(config, run_dir, throughput, callbacks)
-        with memory, _sigterm_as_interrupt():
+        stop = StopRequest()
+        trainer = _trainer(config, run_dir, throughput, callbacks, stop)
+        with memory, _stop_on_signals(stop):
             if start_step < int(train["steps"]):
                 _call(trainer.fit, task, datamodule=datamodule,
                       ckpt_path=str(resume_from) if resume_from else None, weights_only=True)
+            _honour(stop, trainer)
             final = _call(trainer.validate, task, datamodule=datamodule, verbose=False)
             metrics = _floats(final[0] if final else {})
+            _honour(stop, trainer)
             if config["eval"]["test"]:
                 tested = _call(trainer.test, task, datamodule=datamodule, verbose=False)
                 for block in tested:
@@ -268,11 +269,11 @@ def _supplies_prefix(config: dict) -> bool:
 
 
 def _trainer(config: dict, run_dir: Path, throughput: Throughput,
-             extra: Sequence[L.Callback] = ()) -> L.Trainer:
+             extra: Sequence[L.Callback] = (), stop: StopRequest | None = None) -> L.Trainer:
     train, evaluation = config["train"], config["eval"]
     callbacks = [
         StepCheckpoints(run_dir / rundir.LAST_CHECKPOINT, run_dir / rundir.INTERRUPTED_CHECKPOINT,
-                        every=int(train["checkpoint_every"])),
+                        every=int(train["checkpoint_every"]), stop=stop),
         throughput,
         *extra,
     ]
@@ -303,21 +304,37 @@ def _call(function, *args, **kwargs):
 
 
 @contextlib.contextmanager
-def _sigterm_as_interrupt():
-    """SIGTERM (a scheduler's kill) checkpoints like Ctrl-C does. Signal handlers can only be
-    set from the main thread; elsewhere SIGTERM keeps its default."""
+def _stop_on_signals(stop: StopRequest):
+    """Ctrl-C or SIGTERM (a scheduler's kill) asks the run to stop at the next step boundary,
+    with a checkpoint it resumes from exactly; a second Ctrl-C stops at once (resuming then
+    from `last.ckpt`). Signal handlers can only be set from the main thread; elsewhere the
+    signals keep their defaults."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def handler(signum, frame):
-        raise KeyboardInterrupt
+        if stop.requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        stop.requested = True
+        print("\nstopping after the current step (Ctrl-C again to stop at once)",
+              file=sys.stderr, flush=True)
 
-    previous = signal.signal(signal.SIGTERM, handler)
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, old_handler in previous.items():
+            signal.signal(sig, old_handler)
+
+
+def _honour(stop: StopRequest, trainer: L.Trainer) -> None:
+    """A stop asked for outside a training step (in an evaluation): checkpoint, then stop."""
+    if stop.requested:
+        for callback in trainer.callbacks:
+            if isinstance(callback, StepCheckpoints):
+                callback.save_interrupted(trainer)
+        raise Interrupted()
 
 
 def _floats(metrics: dict) -> dict[str, float | None]:

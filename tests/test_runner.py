@@ -88,9 +88,12 @@ def test_sigkill_mid_training_then_resume_matches_uninterrupted(tiny, write_yaml
         step: loss for step, loss in fresh_loss.items() if step in set(train_steps)}
 
 
-def test_sigterm_checkpoints_then_resume_matches_uninterrupted(tiny, write_yaml, tmp_path):
-    """SIGTERM (a scheduler's kill) stops the command with 130, writes interrupted.ckpt and
-    records the run as interrupted; the same command resumes from that exact step."""
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"])
+def test_stop_signal_checkpoints_then_resume_matches_uninterrupted(signum, tiny, write_yaml,
+                                                                   tmp_path):
+    """SIGTERM (a scheduler's kill) or one Ctrl-C stops the command with 130 at the next step
+    boundary, writes interrupted.ckpt and records the run as interrupted; the same command
+    resumes from that exact step and computes bit for bit what an uninterrupted run does."""
     tiny["train"].update(steps=300, val_every=100, checkpoint_every=100, threads=1)
     path = write_yaml("term.yaml", tiny)
     out = tmp_path / "term" / "runs"
@@ -106,7 +109,7 @@ def test_sigterm_checkpoints_then_resume_matches_uninterrupted(tiny, write_yaml,
             assert process.poll() is None, "the run ended before it trained"
             assert time.monotonic() < deadline, "no training within 120 s"
             time.sleep(0.01)
-        process.send_signal(signal.SIGTERM)
+        process.send_signal(signum)
         assert process.wait(timeout=120) == 130
     finally:
         process.kill()
