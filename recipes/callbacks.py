@@ -67,8 +67,9 @@ class StepCheckpoints(L.Callback):
     def _save(trainer: L.Trainer, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         temporary = path.with_name(f".{path.name}.tmp")
-        trainer.save_checkpoint(temporary)
-        os.replace(temporary, path)
+        trainer.save_checkpoint(temporary)  # written by the global-zero process only
+        if trainer.is_global_zero:
+            os.replace(temporary, path)
 
 
 class ProgressBar(TQDMProgressBar):

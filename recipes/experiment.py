@@ -385,6 +385,12 @@ def check_run_config(config: dict[str, Any], variant: dict[str, Any] | None = No
             task == "translation" and model.arch == "decoder"
         )
         model.validate(task_supplies_prefix=supplies_prefix)
+        if config["train"]["devices"] not in (1, "1", "auto"):
+            raise ConfigError(
+                f"one device per run, got {config['train']['devices']!r}: training batches are "
+                "drawn per step, not sharded across devices, so every device would train on "
+                "the same batch; run several runs at once with `tzoo run --shard I/N` instead",
+                key="train.devices")
         if task == "lm":
             _check_lm(config, model)
         else:

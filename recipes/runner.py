@@ -286,7 +286,7 @@ def _trainer(config: dict, run_dir: Path, throughput: Throughput,
         check_val_every_n_epoch=None, limit_val_batches=int(evaluation["batches"]),
         num_sanity_val_steps=0, logger=_logger(config, run_dir), callbacks=callbacks,
         gradient_clip_val=train["grad_clip"], precision=train["precision"],
-        accelerator=train["accelerator"], devices=train["devices"],
+        accelerator=train["accelerator"], devices=1,  # "auto" would take every GPU (DDP)
         enable_progress_bar=progress, enable_model_summary=False,
         enable_checkpointing=False,  # StepCheckpoints writes the resume points
         log_every_n_steps=int(train["log_every"]), default_root_dir=str(run_dir),

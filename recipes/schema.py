@@ -84,7 +84,7 @@ SCHEMA: dict[str, Any] = {
         "precision": Field((str,), "32-true",
                            choices=("32-true", "32", "bf16-mixed", "16-mixed", "64-true")),
         "accelerator": Field((str,), "auto", choices=("auto", "cpu", "gpu", "cuda", "mps")),
-        "devices": Field((int, str), "auto"),
+        "devices": Field((int, str), 1),  # one per run: see experiment.check_run_config
         "threads": Field((int,), None, nullable=True, minimum=1),
         "logger": Field((str,), "csv", choices=("csv", "tensorboard", "mlflow")),
         "progress": Field((bool,), True),

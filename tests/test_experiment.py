@@ -49,6 +49,9 @@ BAD_FILES = {
     "unknown mode": (
         {"x.yaml": "ablate: {mode: gird, model.layers: [1, 2]}\n"}, "x.yaml",
         ["x.yaml", "ablate.mode", "did you mean 'grid'"]),
+    "several devices per run": (
+        {"x.yaml": "train: {devices: 2}\n"}, "x.yaml",
+        ["x.yaml", "train.devices", "one device per run", "--shard"]),
     "reference on an axis not ablated": (
         {"x.yaml": "ablate: {mode: grid, model.layers: [1, 2], reference: {model.layer: 1}}\n"},
         "x.yaml", ["x.yaml", "ablate.reference.model.layer", "did you mean 'model.layers'"]),
