@@ -18,6 +18,7 @@ import torch
 
 from tzoo.cli import main
 from tzoo.recipes.measure import PeakMemory
+from tzoo.recipes.resident import reset_high_water_mark
 
 
 @pytest.fixture(autouse=True)
@@ -229,7 +230,8 @@ def test_extrapolation_learned_positions_not_applicable(tiny, write_yaml, tmp_pa
 # ------------------------------------------------------------------------ cost measurement
 
 
-@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux /proc")
+@pytest.mark.skipif(not reset_high_water_mark(),
+                    reason="cannot reset the kernel high-water mark (/proc/self/clear_refs)")
 def test_peak_memory_measures_each_run_from_a_clean_start():
     """A run that allocates and frees 64 MB reads ~64 MB, and so does the next one in the same
     process: memory the first run freed is handed back to the kernel before the second starts,
