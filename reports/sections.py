@@ -307,12 +307,21 @@ def not_completed(runs: Sequence[Run]) -> list[Block]:
     ]
 
 
+def _shown(path: Path) -> str:
+    """A run directory as the user would type it: relative to where `tzoo report` runs when
+    it lies below it (no machine-specific prefix in a committed report), else absolute."""
+    try:
+        return path.relative_to(Path.cwd()).as_posix()
+    except ValueError:
+        return str(path)
+
+
 def run_list(runs: Sequence[Run]) -> list[Block]:
     """Appendix: every run with its directory, so any number can be traced back."""
     rows = [
         [f"`{r.run_id}`", f"`{r.variant_name}`", fmt.num(r.seed, zeros=False), r.status,
          fmt.num(r.steps, 9, zeros=False),
-         f"`{r.path}`"]
+         f"`{_shown(r.path)}`"]
         for r in runs
     ]
     return [

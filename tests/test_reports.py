@@ -487,3 +487,11 @@ def test_no_probes_flag_leaves_the_probe_section_out(tmp_path: Path) -> None:
     text = (out / "report.md").read_text()
     assert "--no-probes" in text and "What the models learned" not in text
     assert not (out / "probes").exists()
+
+
+def test_run_list_shows_directories_relative_to_where_the_report_ran(tmp_path: Path,
+                                                                      monkeypatch) -> None:
+    write_run(tmp_path, "rel", "r-s0", variant=BASE, seed=0, metrics={"val/loss": 2.0})
+    monkeypatch.chdir(tmp_path)
+    text = build_report(["rel"], tmp_path / "out", probes=False).read_text()
+    assert "| `rel/r-s0` |" in text and str(tmp_path) not in _section(text, "All runs")
