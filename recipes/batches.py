@@ -165,12 +165,16 @@ class EvalWindows(Dataset):
 class PairsDataset(Dataset):
     """Tokenized translation pairs: source = ids + [eos], target = [bos] + ids + [eos].
 
-    Pairs whose source or target (with those extra tokens) is longer than `max_len` are
-    dropped; `dropped` says how many.
+    A pair whose source or target (with those extra tokens) is longer than `max_len` is
+    dropped (`dropped` counts them), or, with `truncate=True` (evaluation splits, so a test
+    set stays the whole test set), cut to fit (`truncated` counts them): the model reads and
+    is scored on the cut ids, while BLEU and chrF compare its output with the full reference
+    text.
     """
 
     def __init__(
-        self, split: datasets.Dataset, tokenizer: Tokenizer, *, max_len: int | None = None
+        self, split: datasets.Dataset, tokenizer: Tokenizer, *, max_len: int | None = None,
+        truncate: bool = False,
     ):
         sources, targets = list(split["source"]), list(split["target"])
         src_ids = tokenizer.encode_batch(sources)
@@ -179,12 +183,15 @@ class PairsDataset(Dataset):
         self.target_text: list[str] = []
         self.sources: list[torch.Tensor] = []
         self.targets: list[torch.Tensor] = []
-        self.dropped = 0
+        self.dropped = self.truncated = 0
         eos, bos = tokenizer.eos_id, tokenizer.bos_id
         for s_text, t_text, s, t in zip(sources, targets, src_ids, tgt_ids, strict=True):
             if max_len is not None and (len(s) + 1 > max_len or len(t) + 2 > max_len):
-                self.dropped += 1
-                continue
+                if not truncate:
+                    self.dropped += 1
+                    continue
+                self.truncated += 1
+                s, t = s[: max_len - 1], t[: max(0, max_len - 2)]
             self.source_text.append(s_text)
             self.target_text.append(t_text)
             self.sources.append(torch.tensor([*s, eos], dtype=torch.long))

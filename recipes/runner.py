@@ -232,9 +232,11 @@ def _train(spec: RunSpec, run_dir: Path, experiment: str,
                 for label in datamodule.not_applicable}
         if isinstance(task, Translation):
             summary["samples"] = task.samples
-            # Pairs longer than data.max_len are left out, evaluation splits included: say so.
+            # Pairs longer than data.max_len: left out of training, cut to fit in evaluation.
             summary["dropped_pairs"] = {split: pairs.dropped
                                         for split, pairs in datamodule.pairs.items()}
+            summary["truncated_pairs"] = {split: pairs.truncated
+                                          for split, pairs in datamodule.pairs.items()}
         save_final(run_dir, task.model, task_supplies_prefix=_supplies_prefix(config))
         summary.update(status="completed", metrics=metrics, steps=int(train["steps"]))
     except Interrupted:

@@ -49,7 +49,10 @@ class PairsData(L.LightningDataModule):
         tokenizer = data.tokenizer
         self.pad_id = tokenizer.pad_id
         max_len = int(config["data"]["max_len"])
-        self.pairs = {split: PairsDataset(data.corpus.splits[split], tokenizer, max_len=max_len)
+        # Training leaves out pairs longer than data.max_len; evaluation keeps every pair
+        # (cut to fit), so a test set's score is over the whole test set.
+        self.pairs = {split: PairsDataset(data.corpus.splits[split], tokenizer, max_len=max_len,
+                                          truncate=split != "train")
                       for split in data.corpus.splits}
         self.test_splits = [s for s in self.pairs if s == "test" or s.startswith("test_")]
 

@@ -396,6 +396,11 @@ def test_pairs_dataset_and_collate():
     assert batch["source"].tolist() == [[6, 7, tok.eos_id, 0, 0], [6, 7, 8, 9, tok.eos_id]]
     assert batch["target"].shape == (2, 6) and batch["target"][0, 4:].tolist() == [0, 0]
     assert batch["target_text"] == ["ba", "dcba"]
+    # Evaluation splits keep every pair, cut to fit, with the full reference text.
+    kept = PairsDataset(split, tok, max_len=6, truncate=True)
+    assert len(kept) == 3 and kept.truncated == 1 and kept.dropped == 0
+    assert len(kept[2]["target"]) == 6 and kept[2]["target"][-1] == tok.eos_id
+    assert kept[2]["target_text"] == "aaaaaa"
 
 
 def test_train_pairs_resume_and_epochs():
