@@ -213,11 +213,15 @@ def _train(spec: RunSpec, run_dir: Path, experiment: str,
         stop = StopRequest()
         trainer = _trainer(config, run_dir, throughput, callbacks, stop)
         with memory, _stop_on_signals(stop):
+            trained = None  # a checkpoint of the finished training, if fit is skipped
             if start_step < int(train["steps"]):
                 _call(trainer.fit, task, datamodule=datamodule,
                       ckpt_path=str(resume_from) if resume_from else None, weights_only=True)
+            elif resume_from is not None:  # stopped during the final evaluation: reload
+                trained = str(resume_from)
             _honour(stop, trainer)
-            final = _call(trainer.validate, task, datamodule=datamodule, verbose=False)
+            final = _call(trainer.validate, task, datamodule=datamodule, verbose=False,
+                          ckpt_path=trained, weights_only=True)
             metrics = _floats(final[0] if final else {})
             _honour(stop, trainer)
             if config["eval"]["test"]:

@@ -146,6 +146,23 @@ def test_training_rows_carry_the_step_they_describe(tiny, write_yaml, tmp_path):
         assert float(row["grad_norm/layer_0"]) > 0
 
 
+def test_resume_after_training_finished_evaluates_the_trained_model(tiny, write_yaml, tmp_path):
+    """Stopped during the final evaluation (training done, last.ckpt at the last step, no
+    summary yet): the rerun skips training and must evaluate the trained weights, not a
+    freshly built model."""
+    tiny["train"].update(steps=20, checkpoint_every=10)
+    path = write_yaml("after.yaml", tiny)
+    out = tmp_path / "runs"
+    assert main(["run", str(path), "--out", str(out)]) == 0
+    (run_dir,) = out.iterdir()
+    finished = json.loads((run_dir / "summary.json").read_text())["metrics"]
+    (run_dir / "summary.json").unlink()
+    assert main(["run", str(path), "--out", str(out)]) == 0
+    again = json.loads((run_dir / "summary.json").read_text())
+    assert again["resumed_from_step"] == 20
+    assert again["metrics"] == finished
+
+
 def test_completed_experiment_rerun_trains_nothing(tiny, write_yaml, tmp_path, capsys):
     tiny["ablate"] = {"model.position": ["alibi"]}
     path = write_yaml("done.yaml", tiny)
