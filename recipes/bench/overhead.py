@@ -56,14 +56,6 @@ class ClockedThroughput(Throughput):
         self.stamps.append((time.perf_counter(), time.process_time()))
         super().on_train_batch_start(trainer, module, batch, batch_idx)
 
-    def mean_interval(self) -> dict[str, float]:
-        """Mean step interval, wall and CPU, leaving out the first (iterator start-up)."""
-        if len(self.stamps) < 3:
-            return {"step_s": float("nan"), "cpu_s": float("nan")}
-        (wall0, cpu0), (wall1, cpu1) = self.stamps[1], self.stamps[-1]
-        n = len(self.stamps) - 2
-        return {"step_s": (wall1 - wall0) / n, "cpu_s": (cpu1 - cpu0) / n}
-
 
 class InterleavedBare(L.Callback):
     """After every runner step, one bare-loop step of a twin model, timed on its own.
