@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 
@@ -34,9 +33,9 @@ class Throughput(L.Callback):
         return self.tokens / self.seconds if self.seconds else None
 
 
-def _rss_bytes() -> int:
-    with open(f"/proc/{os.getpid()}/statm") as statm:
-        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+def _rss_bytes() -> int | None:
+    kib = status_kib("VmRSS")
+    return None if kib is None else kib * 1024
 
 
 class PeakMemory:
@@ -60,10 +59,11 @@ class PeakMemory:
         if self.cuda:
             torch.cuda.reset_peak_memory_stats()
             return self
-        if not os.path.exists("/proc/self/statm"):
-            return self
         release_freed_memory()
-        self._baseline = self._peak = _rss_bytes()
+        resident = _rss_bytes()
+        if resident is None:  # not Linux: nothing to read
+            return self
+        self._baseline = self._peak = resident
         self._kernel_mark = reset_high_water_mark() and status_kib("VmHWM") is not None
         if not self._kernel_mark:
             self._thread = threading.Thread(target=self._sample, daemon=True)
@@ -73,7 +73,7 @@ class PeakMemory:
 
     def _sample(self) -> None:
         while not self._stop.wait(self.interval):
-            self._peak = max(self._peak, _rss_bytes())
+            self._peak = max(self._peak, _rss_bytes() or 0)
 
     def __exit__(self, *exc) -> None:
         if self._kernel_mark:
@@ -82,7 +82,7 @@ class PeakMemory:
         if self._thread is not None:
             self._thread.join()
         if self._measured:
-            self._peak = max(self._peak, _rss_bytes())
+            self._peak = max(self._peak, _rss_bytes() or 0)
 
     @property
     def megabytes(self) -> float | None:
