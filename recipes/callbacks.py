@@ -74,7 +74,7 @@ class StepCheckpoints(L.Callback):
 
 class ProgressBar(TQDMProgressBar):
     """Lightning's tqdm bar, redrawn at most every `interval` seconds rather than every N
-    steps, and showing the task's latest training loss (`Task.progress_metrics`, which the task
+    steps, and showing the task's latest training loss (`Task.step_metrics`, which the task
     writes straight to the loggers rather than through `self.log`).
 
     A redraw (postfix, counters, the terminal write) costs about a millisecond; every 10 steps
@@ -108,4 +108,5 @@ class ProgressBar(TQDMProgressBar):
     def get_metrics(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, Any]:
         shown = super().get_metrics(trainer, pl_module)
         shown.pop("v_num", None)
-        return {**getattr(pl_module, "progress_metrics", {}), **shown}
+        loss = getattr(pl_module, "step_metrics", {}).get("train/loss")
+        return {**({"loss": f"{loss:.3f}"} if loss is not None else {}), **shown}

@@ -63,8 +63,7 @@ class Task(L.LightningModule):
         self.train_config = config["train"]
         self.log_every = int(config["train"]["log_every"])
         self.tokens_seen = 0
-        self.step_metrics: dict[str, float] = {}
-        self.progress_metrics: dict[str, str] = {}
+        self.step_metrics: dict[str, float] = {}  # the last logged step's loss and lr
 
     def __setattr__(self, name: str, value) -> None:
         # Lightning sets `_current_fx_name` around every hook call, ~46 times a training step;
@@ -93,7 +92,6 @@ class Task(L.LightningModule):
         if self.global_step % self.log_every == 0:
             self.step_metrics = {"train/loss": float(loss.detach()),
                                  "lr": self.trainer.optimizers[0].param_groups[0]["lr"]}
-            self.progress_metrics = {"loss": f"{self.step_metrics['train/loss']:.3f}"}
         return loss
 
     def configure_optimizers(self):
