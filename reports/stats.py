@@ -142,11 +142,6 @@ def metric_names(runs: Iterable[Run]) -> list[str]:
     return order_metrics(names)
 
 
-def base_group(groups: Sequence[VariantGroup]) -> VariantGroup | None:
-    """The base variant's group (the reference in one-at-a-time ablations), if any."""
-    return next((g for g in groups if g.is_base), None)
-
-
 def compare_metric(groups: Sequence[VariantGroup], metric: str) -> list[MetricRow]:
     """One row per variant for `metric`: its summary and its difference to its reference
     (`group.reference`: the base, or its cell of an `ablate.reference`)."""
