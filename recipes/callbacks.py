@@ -52,16 +52,18 @@ class StepCheckpoints(L.Callback):
     def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
         if trainer.global_step % self.every == 0:
             self._save(trainer, self.last)
+        self.stop_if_requested(trainer)
+
+    def stop_if_requested(self, trainer: L.Trainer) -> None:
+        """At a step boundary (or between evaluations): checkpoint and raise `Interrupted` if
+        a stop was asked for."""
         if self.stop is not None and self.stop.requested:
-            self.save_interrupted(trainer)
+            self._save(trainer, self.interrupted)
             raise Interrupted()
 
     def on_exception(self, trainer: L.Trainer, pl_module: Any, exception: BaseException) -> None:
         if not isinstance(exception, (KeyboardInterrupt, Interrupted)):
-            self.save_interrupted(trainer)
-
-    def save_interrupted(self, trainer: L.Trainer) -> None:
-        self._save(trainer, self.interrupted)
+            self._save(trainer, self.interrupted)
 
     @staticmethod
     def _save(trainer: L.Trainer, path: Path) -> None:

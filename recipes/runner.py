@@ -212,6 +212,8 @@ def _train(spec: RunSpec, run_dir: Path, experiment: str,
             task.model = torch.compile(task.model)
         stop = StopRequest()
         trainer = _trainer(config, run_dir, throughput, callbacks, stop)
+        # A stop asked for during an evaluation outside fit is honoured after it.
+        checkpoints = next(c for c in trainer.callbacks if isinstance(c, StepCheckpoints))
         with memory, _stop_on_signals(stop):
             trained = None  # a checkpoint of the finished training, if fit is skipped
             if start_step < int(train["steps"]):
@@ -219,11 +221,11 @@ def _train(spec: RunSpec, run_dir: Path, experiment: str,
                       ckpt_path=str(resume_from) if resume_from else None, weights_only=True)
             elif resume_from is not None:  # stopped during the final evaluation: reload
                 trained = str(resume_from)
-            _honour(stop, trainer)
+            checkpoints.stop_if_requested(trainer)
             final = _call(trainer.validate, task, datamodule=datamodule, verbose=False,
                           ckpt_path=trained, weights_only=True)
             metrics = _floats(final[0] if final else {})
-            _honour(stop, trainer)
+            checkpoints.stop_if_requested(trainer)
             if config["eval"]["test"]:
                 tested = _call(trainer.test, task, datamodule=datamodule, verbose=False)
                 for block in tested:
@@ -332,15 +334,6 @@ def _stop_on_signals(stop: StopRequest):
     finally:
         for sig, old_handler in previous.items():
             signal.signal(sig, old_handler)
-
-
-def _honour(stop: StopRequest, trainer: L.Trainer) -> None:
-    """A stop asked for outside a training step (in an evaluation): checkpoint, then stop."""
-    if stop.requested:
-        for callback in trainer.callbacks:
-            if isinstance(callback, StepCheckpoints):
-                callback.save_interrupted(trainer)
-        raise Interrupted()
 
 
 def _floats(metrics: dict) -> dict[str, float | None]:
