@@ -12,15 +12,20 @@ from tzoo.components.errors import ConfigError
 StudyInput = Any
 
 
+def _journal(path: Path) -> Any:
+    """The Optuna storage of a journal file."""
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    return JournalStorage(JournalFileBackend(str(path)))
+
+
 def resolve_studies(study: StudyInput) -> list[Any]:
     """Every study the input names: a journal path gives all of its studies, by name."""
     import optuna
 
     if isinstance(study, (str, Path)) and Path(study).is_file():
-        from optuna.storages import JournalStorage
-        from optuna.storages.journal import JournalFileBackend
-
-        storage = JournalStorage(JournalFileBackend(str(study)))
+        storage = _journal(Path(study))
         names = sorted(s.study_name for s in optuna.get_all_study_summaries(storage))
         return [optuna.load_study(study_name=name, storage=storage) for name in names]
     return [resolve_study(study)]
@@ -43,10 +48,7 @@ def resolve_study(study: StudyInput) -> Any:
         )
     if not path.is_file():
         raise ConfigError(f"optuna journal file '{path}' does not exist")
-    from optuna.storages import JournalStorage
-    from optuna.storages.journal import JournalFileBackend
-
-    storage = JournalStorage(JournalFileBackend(str(path)))
+    storage = _journal(path)
     try:
         # study_name=None works when the journal holds exactly one study.
         return optuna.load_study(study_name=name, storage=storage)
