@@ -39,6 +39,7 @@ import torch
 from tzoo.recipes.measure import PeakMemory, Throughput
 from tzoo.recipes.quiet import quiet_lightning
 from tzoo.recipes.runner import _trainer
+from tzoo.recipes.task import Task
 
 from .subjects import Subject, build_subject, build_task, with_overrides
 from .timing import Stat, paired_ratios, round_robin
@@ -82,10 +83,10 @@ class InterleavedBare(L.Callback):
         self.cpu.append(time.process_time() - cpu)
 
 
-def _interleaved_fit(config: dict, run_dir: Path, seed: int, subject: Subject):
+def _interleaved_fit(config: dict, run_dir: Path, task: Task, module: L.LightningDataModule,
+                     subject: Subject):
     """A function that fits the runner's Trainer with a bare step after each of its steps;
     returns the per-step pairs, the fit's first two steps left out."""
-    task, module = build_task(config, seed)
 
     def run() -> dict[str, list[float]]:
         clock, bare = ClockedThroughput(), InterleavedBare(subject, module)
@@ -143,14 +144,14 @@ def bench_overhead(config: dict, *, steps: int = 100, repeats: int = 5, compile:
         torch.set_num_threads(int(config["train"]["threads"]))
     with tempfile.TemporaryDirectory(prefix="tzoo-bench-") as tmp:
         subject = build_subject("bare", config, seed)
-        fit = _interleaved_fit(config, Path(tmp), seed, subject)
+        task, module = build_task(config, seed)
+        fit = _interleaved_fit(config, Path(tmp), task, module, subject)
         echo(f"overhead: warm-up, then {repeats} fits of {steps} runner steps, each followed "
              "by a bare step")
         fit()
         fits = [fit() for _ in range(repeats)]
         compiled: dict[str, Any] = {"requested": compile}
         if compile:
-            _, module = build_task(config, seed)
             contenders = {"bare": _bare_steps(subject, module, steps)}
             compiled.update(_compiled_contender(config, module, steps, seed, contenders))
             if compiled.get("ok"):
