@@ -9,13 +9,14 @@ throughput clock (`measure.Throughput`).
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 from lightning.pytorch.callbacks import TQDMProgressBar
+
+from .rundir import atomic_path
 
 
 class Interrupted(Exception):
@@ -67,11 +68,9 @@ class StepCheckpoints(L.Callback):
 
     @staticmethod
     def _save(trainer: L.Trainer, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_name(f".{path.name}.tmp")
-        trainer.save_checkpoint(temporary)  # written by the global-zero process only
-        if trainer.is_global_zero:
-            os.replace(temporary, path)
+        # Lightning writes the file from the global-zero process only, which publishes it.
+        with atomic_path(path, publish=trainer.is_global_zero) as temporary:
+            trainer.save_checkpoint(temporary)
 
 
 class ProgressBar(TQDMProgressBar):

@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,23 +16,18 @@ import yaml
 from tzoo.components import ModelConfig, build_model
 from tzoo.components.errors import ConfigError
 
+from .rundir import CONFIG, FINAL_CHECKPOINT, TOKENIZER, atomic_path
 from .tokenization import Tokenizer, load_tokenizer
-
-FINAL = "checkpoints/final.pt"
-TOKENIZER = "tokenizer.json"
 
 
 def save_final(run_dir: Path, model: torch.nn.Module, task_supplies_prefix: bool) -> None:
-    path = run_dir / FINAL
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "model_config": model.config.to_dict(),
         "task_supplies_prefix": task_supplies_prefix,
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
     }
-    temporary = path.with_suffix(".tmp")
-    torch.save(payload, temporary)
-    os.replace(temporary, path)
+    with atomic_path(run_dir / FINAL_CHECKPOINT) as temporary:
+        torch.save(payload, temporary)
 
 
 @dataclass
@@ -47,7 +41,7 @@ class LoadedRun:
 def load_run(run_dir: str | Path) -> LoadedRun:
     """The trained model (eval mode), its tokenizer and resolved config."""
     run_dir = Path(run_dir)
-    path = run_dir / FINAL
+    path = run_dir / FINAL_CHECKPOINT
     if not path.is_file():
         raise ConfigError(f"no final checkpoint at {path} (has the run completed?)")
     payload = torch.load(path, map_location="cpu", weights_only=True)
@@ -55,6 +49,6 @@ def load_run(run_dir: str | Path) -> LoadedRun:
                         task_supplies_prefix=payload["task_supplies_prefix"])
     model.load_state_dict(payload["state_dict"])
     model.eval()
-    config = yaml.safe_load((run_dir / "config.yaml").read_text()) if (
-        run_dir / "config.yaml").is_file() else {}
+    config_path = run_dir / CONFIG
+    config = yaml.safe_load(config_path.read_text()) if config_path.is_file() else {}
     return LoadedRun(model, load_tokenizer(run_dir / TOKENIZER), config, run_dir)

@@ -26,10 +26,11 @@ from typing import Any
 
 import yaml
 
-from tzoo.components import ModelConfig, load_plugins
+from tzoo.components import load_plugins
 from tzoo.components.errors import ConfigError, unknown_choice
 
 from .schema import NON_RESULT_KEYS, all_keys, defaults, known_key, validate_sections
+from .tasks import check_task, resolve_model
 
 ABLATION_MODES = ("grid", "one_at_a_time")
 
@@ -379,86 +380,14 @@ def check_run_config(config: dict[str, Any], variant: dict[str, Any] | None = No
     where = f" (in the variant {variant})" if variant else ""
     try:
         validate_sections({k: v for k, v in config.items() if k != "ablate"})
-        model = resolve_model(config)
-        task, objective = config["task"]["name"], config["task"]["objective"]
-        supplies_prefix = (task == "lm" and objective == "prefix") or (
-            task == "translation" and model.arch == "decoder"
-        )
-        model.validate(task_supplies_prefix=supplies_prefix)
+        check_task(config, resolve_model(config))
         if config["train"]["devices"] not in (1, "1", "auto"):
             raise ConfigError(
                 f"one device per run, got {config['train']['devices']!r}: training batches are "
                 "drawn per step, not sharded across devices, so every device would train on "
                 "the same batch; run several runs at once with `tzoo run --shard I/N` instead",
                 key="train.devices")
-        if task == "lm":
-            _check_lm(config, model)
-        else:
-            _check_translation(config, model)
     except ConfigError as error:
         if where and where not in error.detail:
             raise ConfigError(error.detail + where, key=error.key, source=error.source) from None
         raise
-
-
-def resolve_model(config: dict[str, Any], vocab_size: int | None = None) -> ModelConfig:
-    """The run's `ModelConfig`: the YAML's fields, with the vocabulary size from the tokenizer
-    and, when `model.max_len` is null, the longest sequence the task trains on (so a learned
-    table is exactly as long as training needs, and extrapolation beyond it is visible)."""
-    values = dict(config["model"])
-    if vocab_size is not None:
-        values["vocab_size"] = vocab_size
-    if values.get("max_len") is None:
-        data = config["data"]
-        if config["task"]["name"] == "lm":
-            values["max_len"] = data["context"]
-        elif values.get("arch") == "decoder":
-            values["max_len"] = 2 * data["max_len"] + 3  # source, separator, target, eos
-        else:
-            values["max_len"] = data["max_len"] + 2  # bos and eos
-    return ModelConfig.from_dict(values)
-
-
-def _check_lm(config: dict[str, Any], model: ModelConfig) -> None:
-    objective = config["task"]["objective"]
-    mask = model.resolved_mask_name()
-    if model.arch == "encoder_decoder":
-        raise ConfigError("language modelling uses one stack: allowed arch: decoder, encoder",
-                          key="model.arch")
-    if objective in ("causal", "prefix") and mask == "bidirectional" and not config["task"][
-        "allow_future_leak"
-    ]:
-        raise ConfigError(
-            f"the {objective} objective with a bidirectional mask lets every position see the "
-            "token it must predict, so the loss measures copying, not modelling. Use "
-            "model.mask: causal (or prefix), the 'masked' objective, or set "
-            "task.allow_future_leak: true to demonstrate exactly that leak",
-            key="model.mask",
-        )
-    if objective == "masked" and not 0.0 < config["task"]["mask_prob"] < 1.0:
-        raise ConfigError("must be in (0, 1)", key="task.mask_prob")
-    context = config["data"]["context"]
-    max_len = model.max_len
-    if model.variant("position")[0] == "learned" and max_len is not None and context > max_len:
-        raise ConfigError(
-            f"data.context ({context}) is longer than the learned position table "
-            f"(model.max_len = {max_len}); raise model.max_len or shorten the context",
-            key="data.context",
-        )
-    for multiplier in config["eval"]["context_multipliers"]:
-        if not isinstance(multiplier, (int, float)) or multiplier <= 0:
-            raise ConfigError(f"expected positive numbers, got {multiplier!r}",
-                              key="eval.context_multipliers")
-
-
-def _check_translation(config: dict[str, Any], model: ModelConfig) -> None:
-    if model.arch == "encoder":
-        raise ConfigError(
-            "translation needs a model that generates: allowed arch: encoder_decoder, decoder",
-            key="model.arch",
-        )
-    if model.resolved_mask_name() == "bidirectional":
-        raise ConfigError("a generating model needs a causal or prefix mask", key="model.mask")
-    if config["task"]["objective"] != "causal":
-        raise ConfigError("translation has one objective; remove task.objective",
-                          key="task.objective")

@@ -19,7 +19,6 @@ from tzoo.components.masks import PrefixMask
 
 from .batches import EvalWindows, LMStream, TrainWindows
 from .data import PreparedData
-from .experiment import resolve_model
 from .task import Task, step_generator, train_loader
 from .tokenization import N_SPECIAL
 
@@ -32,7 +31,7 @@ class LMData(L.LightningDataModule):
     """Training windows, plus one validation loader per applicable context multiplier."""
 
     def __init__(self, config: dict, data: PreparedData, *, seed: int, start_step: int = 0,
-                 max_positions: int | None = None):
+                 model: torch.nn.Module | None = None):
         super().__init__()
         self.config, self.data, self.seed, self.start_step = config, data, seed, start_step
         section = config["data"]
@@ -43,6 +42,7 @@ class LMData(L.LightningDataModule):
         self.streams["train"].check(self.context, "train split")
         self.eval_contexts: list[tuple[str, int]] = []
         self.not_applicable: list[str] = []
+        max_positions = getattr(model, "max_positions", None)
         for multiplier in config["eval"]["context_multipliers"]:
             label, length = multiplier_label(multiplier), round(self.context * multiplier)
             fits = len(self.streams["validation"]) >= length + 1
@@ -72,11 +72,11 @@ class LMData(L.LightningDataModule):
 class LanguageModeling(Task):
     """Next-token (causal), masked-token (BERT's 80/10/10 at `mask_prob`) or prefix-LM loss."""
 
-    def __init__(self, config: dict, data: PreparedData, *, seed: int = 0):
+    def __init__(self, config: dict, data: PreparedData, model_config, *, seed: int = 0,
+                 task_supplies_prefix: bool = False):
         self.objective = config["task"]["objective"]
-        model_config = resolve_model(config, vocab_size=data.tokenizer.vocab_size)
         super().__init__(config, model_config, seed=seed,
-                         task_supplies_prefix=self.objective == "prefix")
+                         task_supplies_prefix=task_supplies_prefix)
         tokenizer = data.tokenizer
         self.mask_id, self.vocab_size = tokenizer.mask_id, tokenizer.vocab_size
         self.mask_prob = float(config["task"]["mask_prob"])
@@ -84,6 +84,16 @@ class LanguageModeling(Task):
         self.eval_labels: list[str] = []
         self.eval_means = torch.nn.ModuleDict()
         self.uses_prefix_mask = isinstance(self.model.mask, PrefixMask)
+
+    def attach(self, datamodule: LMData) -> None:
+        self.set_eval_labels([label for label, _ in datamodule.eval_contexts])
+
+    def not_applicable(self, datamodule: LMData) -> dict[str, str]:
+        return {f"val/loss@{label}": "the position variant cannot represent this length"
+                for label in datamodule.not_applicable}
+
+    def summary_fields(self, datamodule: LMData) -> dict:
+        return {"not_applicable": self.not_applicable(datamodule)}
 
     def set_eval_labels(self, labels: list[str]) -> None:
         self.eval_labels = labels

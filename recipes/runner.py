@@ -19,7 +19,6 @@ import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import lightning as L
 import torch
@@ -29,14 +28,14 @@ from tzoo.components import ConfigError
 
 from . import rundir
 from .callbacks import Interrupted, ProgressBar, StepCheckpoints, StopRequest
-from .checkpoints import TOKENIZER, save_final
+from .checkpoints import save_final
 from .data import prepare_data
 from .experiment import Experiment, RunSpec
-from .language_modeling import LanguageModeling, LMData
 from .measure import PeakMemory, Throughput
 from .quiet import quiet_lightning
+from .rundir import RunSummary
 from .task import Diverged
-from .translation import PairsData, Translation
+from .tasks import build_task, supplies_prefix
 
 
 class EarlyStop(Exception):
@@ -85,8 +84,8 @@ def run_one(spec: RunSpec, run_dir: Path, experiment: str, *,
     (a sweep's pruning callback); one may raise `EarlyStop` to end the run on purpose."""
     rundir.versions()  # pin the commit this process's code came from, before it trains
     summary = rundir.read_summary(run_dir)
-    if summary and summary.get("status") in rundir.FINAL_STATUSES:
-        return RunOutcome(spec, run_dir, summary["status"], "already done, skipped")
+    if summary and summary.status in rundir.FINAL_STATUSES:
+        return RunOutcome(spec, run_dir, summary.status, "already done, skipped")
     reused = _reuse_elsewhere(spec, run_dir, experiment, runs_root)
     if reused:
         return reused
@@ -103,39 +102,25 @@ def _reuse_elsewhere(spec: RunSpec, run_dir: Path, experiment: str,
         if other.resolve() == run_dir.resolve():
             continue
         summary = rundir.read_summary(other)
-        if summary and summary.get("status") == "completed":
+        if summary and summary.completed:
             if run_dir.exists():
                 shutil.rmtree(run_dir)
             shutil.copytree(other, run_dir, ignore=shutil.ignore_patterns("*.ckpt"))
-            summary.update(experiment=experiment, run_id=spec.run_id, variant=spec.variant,
-                           variant_name=spec.variant_name, base_variant=spec.is_base,
-                           reused_from=str(other))
-            rundir.write_json(run_dir / rundir.SUMMARY, summary)
+            summary.experiment, summary.run_id = experiment, spec.run_id
+            summary.variant, summary.variant_name = spec.variant, spec.variant_name
+            summary.base_variant, summary.reused_from = spec.is_base, str(other)
+            rundir.write_summary(run_dir, summary)
             return RunOutcome(spec, run_dir, "completed", f"reused from {other}")
     return None
 
 
-def _resume_point(run_dir: Path, summary: dict | None) -> Path | None:
+def _resume_point(run_dir: Path, summary: RunSummary | None) -> Path | None:
     interrupted = run_dir / rundir.INTERRUPTED_CHECKPOINT
     last = run_dir / rundir.LAST_CHECKPOINT
-    if summary and summary.get("status") == "interrupted" and interrupted.is_file() and (
+    if summary and summary.status == "interrupted" and interrupted.is_file() and (
             not last.is_file() or interrupted.stat().st_mtime >= last.stat().st_mtime):
         return interrupted  # (an older one, from a stop before a resume, is not)
     return last if last.is_file() else None
-
-
-def _build(config: dict, spec: RunSpec, start_step: int):
-    data = prepare_data(config)
-    if config["task"]["name"] == "lm":
-        task = LanguageModeling(config, data, seed=spec.seed)
-        datamodule = LMData(config, data, seed=spec.seed, start_step=start_step,
-                            max_positions=task.model.max_positions)
-        task.set_eval_labels([label for label, _ in datamodule.eval_contexts])
-    else:
-        task = Translation(config, data, seed=spec.seed)
-        datamodule = PairsData(config, data, seed=spec.seed, start_step=start_step)
-        task.test_splits = datamodule.test_splits
-    return data, task, datamodule
 
 
 def _logger(config: dict, run_dir: Path):
@@ -171,8 +156,7 @@ def _train(spec: RunSpec, run_dir: Path, experiment: str,
            callbacks: Sequence[L.Callback] = ()) -> RunOutcome:
     config = spec.config
     train = config["train"]
-    previous = rundir.read_summary(run_dir)
-    resume_from = _resume_point(run_dir, previous)
+    resume_from = _resume_point(run_dir, rundir.read_summary(run_dir))
     start_step = 0
     if resume_from is not None:
         start_step = int(torch.load(resume_from, map_location="cpu", weights_only=True)
@@ -187,15 +171,13 @@ def _train(spec: RunSpec, run_dir: Path, experiment: str,
     run_dir.mkdir(parents=True, exist_ok=True)
     rundir.write_yaml(run_dir / rundir.CONFIG,
                       {**config, "seed": spec.seed, "run_id": spec.run_id})
-    summary: dict[str, Any] = {
-        "experiment": experiment, "run_id": spec.run_id, "variant": spec.variant,
-        "variant_name": spec.variant_name, "base_variant": spec.is_base, "seed": spec.seed,
-        "status": "running", "error": None, "metrics": {}, "resumed_from_step": start_step,
-        "data_fingerprint": prepare_data(config).fingerprint,  # memoised: already loaded
-    }
-    if spec.reference:
-        summary["reference"] = spec.reference  # what reports compare this variant with
-    rundir.write_json(run_dir / rundir.SUMMARY, summary)
+    summary = RunSummary(
+        experiment=experiment, run_id=spec.run_id, variant=spec.variant,
+        variant_name=spec.variant_name, base_variant=spec.is_base, seed=spec.seed,
+        reference=spec.reference, resumed_from_step=start_step,
+        data_fingerprint=prepare_data(config).fingerprint,  # memoised: already loaded
+    )
+    rundir.write_summary(run_dir, summary)
     if train["threads"]:
         torch.set_num_threads(int(train["threads"]))
     L.seed_everything(spec.seed, workers=True, verbose=False)
@@ -204,14 +186,15 @@ def _train(spec: RunSpec, run_dir: Path, experiment: str,
     memory = PeakMemory()
     task = None
     try:
-        data, task, datamodule = _build(config, spec, start_step)
-        summary.update(params=task.model.num_parameters(), data_fingerprint=data.fingerprint,
-                       tokenizer=data.tokenizer.spec, vocab_size=data.tokenizer.vocab_size)
-        data.tokenizer.save(run_dir / TOKENIZER)
+        built = build_task(config, seed=spec.seed, start_step=start_step)
+        data, task, datamodule = built.data, built.task, built.datamodule
+        summary.params = task.model.num_parameters()
+        summary.tokenizer, summary.vocab_size = data.tokenizer.spec, data.tokenizer.vocab_size
+        data.tokenizer.save(run_dir / rundir.TOKENIZER)
         if train["compile"]:
             task.model = torch.compile(task.model)
         stop = StopRequest()
-        trainer = _trainer(config, run_dir, throughput, callbacks, stop)
+        trainer = make_trainer(config, run_dir, throughput, callbacks, stop)
         # A stop asked for during an evaluation outside fit is honoured after it.
         checkpoints = next(c for c in trainer.callbacks if isinstance(c, StepCheckpoints))
         with memory, _stop_on_signals(stop):
@@ -230,54 +213,37 @@ def _train(spec: RunSpec, run_dir: Path, experiment: str,
                 tested = _call(trainer.test, task, datamodule=datamodule, verbose=False)
                 for block in tested:
                     metrics.update(_floats(block))
-        if isinstance(datamodule, LMData):
-            for label in datamodule.not_applicable:
-                metrics[f"val/loss@{label}"] = None
-            summary["not_applicable"] = {
-                f"val/loss@{label}": "the position variant cannot represent this length"
-                for label in datamodule.not_applicable}
-        if isinstance(task, Translation):
-            summary["samples"] = task.samples
-            # Pairs longer than data.max_len: left out of training, cut to fit in evaluation.
-            summary["dropped_pairs"] = {split: pairs.dropped
-                                        for split, pairs in datamodule.pairs.items()}
-            summary["truncated_pairs"] = {split: pairs.truncated
-                                          for split, pairs in datamodule.pairs.items()}
-        save_final(run_dir, task.model, task_supplies_prefix=_supplies_prefix(config))
-        summary.update(status="completed", metrics=metrics, steps=int(train["steps"]))
+        metrics.update(dict.fromkeys(task.not_applicable(datamodule)))
+        summary.task_fields = task.summary_fields(datamodule)
+        save_final(run_dir, task.model, task_supplies_prefix=supplies_prefix(config))
+        summary.status, summary.metrics, summary.steps = "completed", metrics, int(train["steps"])
     except Interrupted:
-        summary.update(status="interrupted", error="stopped by the user; rerun to resume")
+        summary.status, summary.error = "interrupted", "stopped by the user; rerun to resume"
         raise
     except Diverged as error:
-        summary.update(status="diverged", error=str(error), diverged_at_step=error.step)
+        summary.status, summary.error = "diverged", str(error)
+        summary.diverged_at_step = error.step
     except EarlyStop as stop:
-        summary.update(status=stop.status, error=str(stop) or None)
+        summary.status, summary.error = stop.status, str(stop) or None
         raise
     except ConfigError:
         raise
     except Exception as error:  # one run failing must not stop the others
-        (run_dir / "error.log").write_text(traceback.format_exc())
-        summary.update(status="failed", error=f"{type(error).__name__}: {error}")
+        (run_dir / rundir.ERROR_LOG).write_text(traceback.format_exc())
+        summary.status, summary.error = "failed", f"{type(error).__name__}: {error}"
     finally:
-        summary.update(
-            wall_s=round(time.perf_counter() - started, 2),
-            tokens_per_s=throughput.tokens_per_s,
-            peak_mem_mb=memory.megabytes,
-            versions=rundir.versions(),
-        )
-        summary.setdefault("params", task.model.num_parameters() if task else None)
-        rundir.write_json(run_dir / rundir.SUMMARY, summary)
-    return RunOutcome(spec, run_dir, summary["status"], summary.get("error") or "")
+        summary.wall_s = round(time.perf_counter() - started, 2)
+        summary.tokens_per_s, summary.peak_mem_mb = throughput.tokens_per_s, memory.megabytes
+        summary.versions = rundir.versions()
+        rundir.write_summary(run_dir, summary)
+    return RunOutcome(spec, run_dir, summary.status, summary.error or "")
 
 
-def _supplies_prefix(config: dict) -> bool:
-    task = config["task"]
-    return (task["name"] == "lm" and task["objective"] == "prefix") or (
-        task["name"] == "translation" and config["model"].get("arch") == "decoder")
-
-
-def _trainer(config: dict, run_dir: Path, throughput: Throughput,
-             extra: Sequence[L.Callback] = (), stop: StopRequest | None = None) -> L.Trainer:
+def make_trainer(config: dict, run_dir: Path, throughput: Throughput,
+                 extra: Sequence[L.Callback] = (), stop: StopRequest | None = None) -> L.Trainer:
+    """The Lightning Trainer `tzoo run` trains a resolved run configuration with: its resume
+    points in `run_dir`, its loggers, the throughput clock, and `extra` callbacks (a sweep's
+    pruning callback, a benchmark's clock)."""
     train, evaluation = config["train"], config["eval"]
     callbacks = [
         StepCheckpoints(run_dir / rundir.LAST_CHECKPOINT, run_dir / rundir.INTERRUPTED_CHECKPOINT,

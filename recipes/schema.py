@@ -13,6 +13,8 @@ from typing import Any
 from tzoo.components import ModelConfig
 from tzoo.components.errors import ConfigError, unknown_choice
 
+from .tasks import TASKS
+
 
 @dataclass(frozen=True)
 class Field:
@@ -53,7 +55,7 @@ SCHEMA: dict[str, Any] = {
     "seeds": Field((list,), [0]),
     "runs_dir": Field((str,), "runs"),
     "task": {
-        "name": Field((str,), "lm", choices=("lm", "translation")),
+        "name": Field((str,), "lm", choices=tuple(TASKS)),
         "objective": Field((str,), "causal", choices=("causal", "masked", "prefix")),
         "allow_future_leak": Field((bool,), False),
         "mask_prob": Field(NUMBER, 0.15, minimum=0.0),

@@ -65,6 +65,17 @@ class Task(L.LightningModule):
         self.tokens_seen = 0
         self.step_metrics: dict[str, float] = {}  # the last logged step's loss and lr
 
+    def attach(self, datamodule: L.LightningDataModule) -> None:
+        """Learn from the data module what the evaluation will feed (built by `build_task`)."""
+
+    def summary_fields(self, datamodule: L.LightningDataModule) -> dict:
+        """Task-specific entries for the finished run's summary (`RunSummary.task_fields`)."""
+        return {}
+
+    def not_applicable(self, datamodule: L.LightningDataModule) -> dict[str, str]:
+        """Metrics this run cannot measure, each with the reason (recorded as null)."""
+        return {}
+
     def __setattr__(self, name: str, value) -> None:
         # Lightning sets `_current_fx_name` around every hook call, ~46 times a training step;
         # nn.Module.__setattr__ checks each value against parameters, modules and buffers

@@ -25,7 +25,6 @@ from tzoo.components.masks import PrefixMask
 
 from .batches import EvalPairBatches, PairsDataset, TrainPairs
 from .data import PreparedData
-from .experiment import resolve_model
 from .task import Task, train_loader
 
 
@@ -43,7 +42,8 @@ def corpus_scores(hypotheses: list[str], references: list[str]) -> dict[str, flo
 class PairsData(L.LightningDataModule):
     """Training batches and, per evaluation split, batches in a fixed order."""
 
-    def __init__(self, config: dict, data: PreparedData, *, seed: int, start_step: int = 0):
+    def __init__(self, config: dict, data: PreparedData, *, seed: int, start_step: int = 0,
+                 model: torch.nn.Module | None = None):
         super().__init__()
         self.config, self.seed, self.start_step = config, seed, start_step
         tokenizer = data.tokenizer
@@ -78,10 +78,10 @@ class PairsData(L.LightningDataModule):
 
 
 class Translation(Task):
-    def __init__(self, config: dict, data: PreparedData, *, seed: int = 0):
-        model_config = resolve_model(config, vocab_size=data.tokenizer.vocab_size)
+    def __init__(self, config: dict, data: PreparedData, model_config, *, seed: int = 0,
+                 task_supplies_prefix: bool = False):
         super().__init__(config, model_config, seed=seed,
-                         task_supplies_prefix=model_config.arch == "decoder")
+                         task_supplies_prefix=task_supplies_prefix)
         self.tokenizer = data.tokenizer
         self.pad_id, self.bos_id = self.tokenizer.pad_id, self.tokenizer.bos_id
         self.eos_id, self.sep_id = self.tokenizer.eos_id, self.tokenizer.sep_id
@@ -91,6 +91,18 @@ class Translation(Task):
         self.eval_config = config["eval"]
         self.test_splits: list[str] = []
         self.samples: list[dict[str, str]] = []
+
+    def attach(self, datamodule: PairsData) -> None:
+        self.test_splits = datamodule.test_splits
+
+    def summary_fields(self, datamodule: PairsData) -> dict:
+        # Pairs longer than data.max_len: left out of training, cut to fit in evaluation.
+        return {
+            "samples": self.samples,
+            "dropped_pairs": {split: pairs.dropped for split, pairs in datamodule.pairs.items()},
+            "truncated_pairs": {split: pairs.truncated
+                                for split, pairs in datamodule.pairs.items()},
+        }
 
     # ------------------------------------------------------------------------- teacher forcing
     def _joined(self, source: Tensor, target: Tensor) -> tuple[Tensor, Tensor, Tensor]:

@@ -8,61 +8,49 @@ the report lists such runs instead of dropping them.
 
 from __future__ import annotations
 
+import dataclasses
 import glob
 import json
-import math
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
+
 from tzoo.components.errors import ConfigError
 from tzoo.recipes.experiment import check_reference, config_digest, get_dotted, short_value
+from tzoo.recipes.rundir import (
+    CONFIG,
+    FINAL_CHECKPOINT,
+    LAST_CHECKPOINT,
+    METRICS,
+    SUMMARY,
+    UNKNOWN,
+    RunSummary,
+    SummaryUnreadable,
+    is_run_dir,
+    load_summary,
+)
 
-SUMMARY = "summary.json"
-CONFIG = "config.yaml"
-METRICS = "metrics.csv"
-CHECKPOINTS = ("checkpoints/final.pt", "checkpoints/last.ckpt")
-BASE_NAME = "base"
-UNKNOWN_FINGERPRINT = "unknown"
+#: the checkpoint probes load: the final weights, else the last resume point
+CHECKPOINTS = (FINAL_CHECKPOINT, LAST_CHECKPOINT)
 
 
-@dataclass
-class Run:
-    """One run directory, as far as it could be read."""
+@dataclass(kw_only=True)
+class Run(RunSummary):
+    """One run directory, as far as it could be read: its summary plus where it lives and
+    its resolved configuration."""
 
     path: Path
-    run_id: str
-    experiment: str
-    status: str
-    variant: dict[str, Any] = field(default_factory=dict)
-    variant_name: str = BASE_NAME
-    seed: int | None = None
-    error: str | None = None
-    metrics: dict[str, float | None] = field(default_factory=dict)
-    params: int | None = None
-    tokens_per_s: float | None = None
-    peak_mem_mb: float | None = None
-    wall_s: float | None = None
-    steps: int | None = None
-    data_fingerprint: str = UNKNOWN_FINGERPRINT
-    versions: dict[str, str] = field(default_factory=dict)
-    base_variant: bool = False
     config: dict[str, Any] | None = None
     # The result-relevant configuration, seed left out (recipes.experiment.config_digest):
     # runs pool into one variant only when both their variant name and this agree.
-    config_digest: str = UNKNOWN_FINGERPRINT
-    # The experiment's `ablate.reference`, if it declared one.
-    reference: dict[str, Any] = field(default_factory=dict)
+    config_digest: str = UNKNOWN
     # False for runs still going or whose summary.json is unreadable: their variant, seed and
     # data fingerprint are unknown, so they are listed but never grouped.
     has_summary: bool = True
-
-    @property
-    def completed(self) -> bool:
-        return self.status == "completed"
 
     @property
     def metrics_csv(self) -> Path:
@@ -102,11 +90,6 @@ class VariantGroup:
         return [r for r in self.runs if r.completed]
 
 
-def is_run_dir(path: Path) -> bool:
-    """A run directory is any directory with a summary or a config in it."""
-    return path.is_dir() and ((path / SUMMARY).is_file() or (path / CONFIG).is_file())
-
-
 def _expand(pattern: str) -> list[Path]:
     if glob.has_magic(pattern):
         return [Path(p) for p in sorted(glob.glob(pattern))]
@@ -141,24 +124,8 @@ def find_run_dirs(paths: Iterable[str | Path]) -> list[Path]:
     return list(found)
 
 
-def _number(value: Any) -> float | None:
-    """A float, NaN included (a diverged run's loss); None for null or anything non-numeric."""
-    if isinstance(value, bool) or value is None:
-        return None
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return None
-
-
-def _int(value: Any) -> int | None:
-    number = _number(value)
-    return None if number is None or math.isnan(number) else int(number)
-
-
-def _experiment_name(summary: dict[str, Any], config: dict[str, Any] | None, path: Path) -> str:
-    if isinstance(summary.get("experiment"), str):
-        return summary["experiment"]
+def _experiment_name(config: dict[str, Any] | None, path: Path) -> str:
+    """The experiment of a run whose summary does not say: its config's, else its folder's."""
     exp = (config or {}).get("experiment")
     if isinstance(exp, str):
         return exp
@@ -166,13 +133,6 @@ def _experiment_name(summary: dict[str, Any], config: dict[str, Any] | None, pat
         return exp["name"]
     # runs/<experiment>/<run_id>: the parent directory is the experiment.
     return path.parent.name
-
-
-def variant_label(variant: dict[str, Any]) -> str:
-    """'model.position=rotary,model.norm=pre' for a variant dict; 'base' for {}."""
-    if not variant:
-        return BASE_NAME
-    return ",".join(f"{k}={v}" for k, v in sorted(variant.items()))
 
 
 def _read_config(path: Path) -> tuple[dict[str, Any] | None, str | None]:
@@ -189,60 +149,25 @@ def load_run(path: str | Path) -> Run:
     """Read one run directory; never raises for a malformed or unfinished run."""
     path = Path(path)
     config, config_problem = _read_config(path)
-    summary_path = path / SUMMARY
-    if not summary_path.is_file():
+    experiment = _experiment_name(config, path)
+    try:
+        summary = load_summary(path)
+    except SummaryUnreadable as error:
+        return Run(path=path, run_id=path.name, experiment=experiment, status="unreadable",
+                   variant_name="unknown", error=str(error), config=config, has_summary=False)
+    if summary is None:
         # The summary is written atomically at the end, so no summary means still going
         # (or killed hard enough that not even the failure handler ran).
-        return Run(
-            path=path,
-            run_id=path.name,
-            experiment=_experiment_name({}, config, path),
-            status="running",
-            variant_name="unknown",
-            error=config_problem or f"no {SUMMARY} yet",
-            config=config,
-            has_summary=False,
-        )
-    try:
-        summary = json.loads(summary_path.read_text())
-        if not isinstance(summary, dict):
-            raise ValueError("top level is not an object")
-    except (OSError, ValueError) as exc:
-        return Run(
-            path=path,
-            run_id=path.name,
-            experiment=_experiment_name({}, config, path),
-            status="unreadable",
-            variant_name="unknown",
-            error=f"{SUMMARY} could not be read: {exc}",
-            config=config,
-            has_summary=False,
-        )
-    variant = summary.get("variant") if isinstance(summary.get("variant"), dict) else {}
-    raw_metrics = summary.get("metrics") if isinstance(summary.get("metrics"), dict) else {}
-    versions = summary.get("versions") if isinstance(summary.get("versions"), dict) else {}
-    return Run(
-        path=path,
-        run_id=str(summary.get("run_id") or path.name),
-        experiment=_experiment_name(summary, config, path),
-        status=str(summary.get("status") or "unknown"),
-        variant=variant,
-        variant_name=str(summary.get("variant_name") or variant_label(variant)),
-        seed=_int(summary.get("seed")),
-        error=summary.get("error") or config_problem,
-        metrics={str(k): _number(v) for k, v in raw_metrics.items()},
-        params=_int(summary.get("params")),
-        tokens_per_s=_number(summary.get("tokens_per_s")),
-        peak_mem_mb=_number(summary.get("peak_mem_mb")),
-        wall_s=_number(summary.get("wall_s")),
-        steps=_int(summary.get("steps")),
-        data_fingerprint=str(summary.get("data_fingerprint") or UNKNOWN_FINGERPRINT),
-        versions={str(k): str(v) for k, v in versions.items()},
-        base_variant=bool(summary.get("base_variant", not variant)),
-        config=config,
-        config_digest=config_digest(config) if isinstance(config, dict) else UNKNOWN_FINGERPRINT,
-        reference=summary["reference"] if isinstance(summary.get("reference"), dict) else {},
+        return Run(path=path, run_id=path.name, experiment=experiment, status="running",
+                   variant_name="unknown", error=config_problem or f"no {SUMMARY} yet",
+                   config=config, has_summary=False)
+    fields = {f.name: getattr(summary, f.name) for f in dataclasses.fields(RunSummary)}
+    fields.update(
+        experiment=experiment if summary.experiment == UNKNOWN else summary.experiment,
+        error=summary.error or config_problem,
     )
+    return Run(**fields, path=path, config=config,
+               config_digest=config_digest(config) if isinstance(config, dict) else UNKNOWN)
 
 
 def load_runs(paths: Iterable[str | Path]) -> list[Run]:

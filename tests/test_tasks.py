@@ -12,12 +12,12 @@ import torch
 
 from tzoo.components import generate
 from tzoo.recipes import translation
-from tzoo.recipes.data import prepare_data
 from tzoo.recipes.experiment import experiment_from_dict
-from tzoo.recipes.language_modeling import LanguageModeling, LMData
+from tzoo.recipes.language_modeling import LanguageModeling
 from tzoo.recipes.task import step_generator
+from tzoo.recipes.tasks import build_task
 from tzoo.recipes.tokenization import N_SPECIAL
-from tzoo.recipes.translation import PairsData, Translation, corpus_scores
+from tzoo.recipes.translation import Translation, corpus_scores
 
 STEPS = 100
 
@@ -33,10 +33,10 @@ def _lm_task(tiny: dict, objective: str, mask: str | None = None):
     raw["data"].update(corpus="builtin:pydoc", options={})
     raw["model"].update(d_model=32, layers=2, heads=4, **({"mask": mask} if mask else {}))
     config = experiment_from_dict(raw).base
-    data = prepare_data(config)
     torch.manual_seed(0)
-    task = LanguageModeling(config, data, seed=0)
-    return task, LMData(config, data, seed=0)
+    built = build_task(config, seed=0)
+    assert isinstance(built.task, LanguageModeling)
+    return built.task, built.datamodule
 
 
 def _translation_task(tiny: dict, arch: str, mask: str | None = None):
@@ -51,10 +51,10 @@ def _translation_task(tiny: dict, arch: str, mask: str | None = None):
                     **({"mask": mask} if mask else {})}
     raw["eval"].update(max_new_tokens=10)
     config = experiment_from_dict(raw).base
-    data = prepare_data(config)
     torch.manual_seed(0)
-    task = Translation(config, data, seed=0)
-    return task, PairsData(config, data, seed=0)
+    built = build_task(config, seed=0)
+    assert isinstance(built.task, Translation)
+    return built.task, built.datamodule
 
 
 def _train(task, loader, eval_loss, steps: int = STEPS) -> tuple[float, float]:

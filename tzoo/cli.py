@@ -38,7 +38,8 @@ def _list(args: argparse.Namespace) -> int:
 def _validate(args: argparse.Namespace) -> int:
     from tzoo.components import build_model
     from tzoo.recipes.data import prepare_data
-    from tzoo.recipes.experiment import load_experiment, resolve_model
+    from tzoo.recipes.experiment import load_experiment
+    from tzoo.recipes.tasks import resolve_model
 
     experiment = load_experiment(args.experiment, args.set)
     runs = experiment.plan()

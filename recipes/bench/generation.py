@@ -27,7 +27,7 @@ from torch import Tensor, nn
 
 from tzoo.components import build_model, generate
 from tzoo.recipes.data import prepare_data
-from tzoo.recipes.experiment import resolve_model
+from tzoo.recipes.tasks import resolve_model
 
 from .subjects import random_tokens, with_overrides
 from .timing import Stat, paired_ratios, round_robin

@@ -1,6 +1,6 @@
 """The suite's own overhead: the runner's training step against a bare PyTorch loop.
 
-Runner side: the runner's own `_trainer(config, run_dir, throughput)` (Lightning Trainer, CSV
+Runner side: the runner's own `make_trainer(config, run_dir, throughput)` (Lightning Trainer, CSV
 logger, checkpoint and progress-bar callbacks, gradient clipping) fitting the real task on the
 real data module, as `tzoo run` does, so its step includes everything Lightning does per step
 (fetching the batch, hooks, logging every `log_every` steps, the progress bar, written to a
@@ -38,10 +38,10 @@ import torch
 
 from tzoo.recipes.measure import PeakMemory, Throughput
 from tzoo.recipes.quiet import quiet_lightning
-from tzoo.recipes.runner import _trainer
+from tzoo.recipes.runner import make_trainer
 from tzoo.recipes.task import Task
 
-from .subjects import Subject, build_subject, build_task, with_overrides
+from .subjects import Subject, build_subject, seeded_task, with_overrides
 from .timing import Stat, paired_ratios, round_robin
 
 
@@ -90,7 +90,7 @@ def _interleaved_fit(config: dict, run_dir: Path, task: Task, module: L.Lightnin
 
     def run() -> dict[str, list[float]]:
         clock, bare = ClockedThroughput(), InterleavedBare(subject, module)
-        trainer = _trainer(config, run_dir, clock, [bare])
+        trainer = make_trainer(config, run_dir, clock, [bare])
         quiet = contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO())
         with quiet[0], quiet[1], PeakMemory():  # the runner samples its memory as it trains
             called = time.perf_counter()
@@ -144,7 +144,7 @@ def bench_overhead(config: dict, *, steps: int = 100, repeats: int = 5, compile:
         torch.set_num_threads(int(config["train"]["threads"]))
     with tempfile.TemporaryDirectory(prefix="tzoo-bench-") as tmp:
         subject = build_subject("bare", config, seed)
-        task, module = build_task(config, seed)
+        task, module = seeded_task(config, seed)
         fit = _interleaved_fit(config, Path(tmp), task, module, subject)
         echo(f"overhead: warm-up, then {repeats} fits of {steps} runner steps, each followed "
              "by a bare step")

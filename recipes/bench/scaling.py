@@ -21,7 +21,8 @@ import torch
 from tzoo.components import build_model
 from tzoo.components.errors import ConfigError
 from tzoo.recipes.data import prepare_data
-from tzoo.recipes.experiment import Experiment, resolve_model
+from tzoo.recipes.experiment import Experiment
+from tzoo.recipes.tasks import resolve_model
 
 from .memory import step_peak_bytes, tensor_bytes
 from .subjects import build_subject, random_tokens, with_overrides

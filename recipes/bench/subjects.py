@@ -22,9 +22,9 @@ from torch import Tensor, nn
 from tzoo.components import EncoderDecoder
 from tzoo.recipes import optim
 from tzoo.recipes.data import prepare_data
-from tzoo.recipes.experiment import RunSpec, set_dotted
-from tzoo.recipes.runner import _build
+from tzoo.recipes.experiment import set_dotted
 from tzoo.recipes.task import Task
+from tzoo.recipes.tasks import build_task, task_kind
 
 #: training batches drawn per subject and cycled through (real data, varying padding)
 N_BATCHES = 4
@@ -38,11 +38,11 @@ def with_overrides(config: dict[str, Any], **dotted: Any) -> dict[str, Any]:
     return out
 
 
-def build_task(config: dict[str, Any], seed: int = 0) -> tuple[Task, L.LightningDataModule]:
-    """The run's task and data module, built by the runner's own `_build`."""
+def seeded_task(config: dict[str, Any], seed: int = 0) -> tuple[Task, L.LightningDataModule]:
+    """The run's task and data module as the runner builds them (`tasks.build_task`)."""
     torch.manual_seed(seed)
-    _, task, module = _build(config, RunSpec(config, {}, seed, True), 0)
-    return task, module
+    built = build_task(config, seed=seed)
+    return built.task, built.datamodule
 
 
 def batch_tokens(batch: dict[str, Tensor], pad_id: int) -> int:
@@ -100,7 +100,7 @@ class Subject:
 
 def build_subject(name: str, config: dict[str, Any], seed: int = 0,
                   n_batches: int = N_BATCHES) -> Subject:
-    task, module = build_task(config, seed)
+    task, module = seeded_task(config, seed)
     loader = iter(module.train_dataloader())  # the runner's own loader, whatever wraps it
     batches = [next(loader) for _ in range(n_batches)]
     pad_id = prepare_data(config).tokenizer.pad_id
@@ -128,12 +128,7 @@ def inference_shape(subject: Subject, decode_steps: int = 32) -> InferenceShape:
     """The longest sequence the training configuration uses, split into prompt + decode."""
     config, model = subject.config, subject.model
     batch = int(config["data"]["batch_size"])
-    if config["task"]["name"] == "lm":
-        length = int(config["data"]["context"])
-    elif isinstance(model, EncoderDecoder):
-        length = int(config["data"]["max_len"])
-    else:
-        length = 2 * int(config["data"]["max_len"])
+    length = task_kind(config).sequence_length(config, model.config.arch)
     limit = getattr(model, "max_positions", None)
     if limit is not None:
         length = min(length, limit)

@@ -1,0 +1,177 @@
+"""The task table: everything that differs between language modelling and translation, one row
+each. Nothing else in the suite asks which task a run is: it looks the task up here.
+
+A row names the task's LightningModule and data module and the rules that tie the task to the
+model: the configuration checks, whether the task marks the prefix of each sequence itself (a
+prefix LM, a decoder-only translator), and how long a sequence the task trains on (which sets
+`model.max_len` when the YAML leaves it null). What a finished run adds to its summary comes
+from the LightningModule (`Task.summary_fields`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import lightning as L
+
+from tzoo.components import ModelConfig
+from tzoo.components.errors import ConfigError
+
+from .data import PreparedData, prepare_data
+from .language_modeling import LanguageModeling, LMData
+from .task import Task
+from .translation import PairsData, Translation
+
+
+@dataclass(frozen=True)
+class TaskKind:
+    """One task: its Lightning classes and its rules."""
+
+    name: str
+    module: type[Task]
+    data: type[L.LightningDataModule]
+    #: checks of the configuration beyond the model's own (run before anything trains)
+    check: Callable[[dict[str, Any], ModelConfig], None]
+    #: whether the task tells the model where each sequence's prefix ends
+    supplies_prefix: Callable[[dict[str, Any], str], bool]
+    #: tokens of content in the longest training sequence, for a model of this `arch`
+    sequence_length: Callable[[dict[str, Any], str], int]
+    #: special tokens around that content (bos, separator, eos)
+    special_tokens: Callable[[str], int]
+
+
+# ----------------------------------------------------------------------- language modelling
+
+
+def _check_lm(config: dict[str, Any], model: ModelConfig) -> None:
+    objective = config["task"]["objective"]
+    mask = model.resolved_mask_name()
+    if model.arch == "encoder_decoder":
+        raise ConfigError("language modelling uses one stack: allowed arch: decoder, encoder",
+                          key="model.arch")
+    if objective in ("causal", "prefix") and mask == "bidirectional" and not config["task"][
+        "allow_future_leak"
+    ]:
+        raise ConfigError(
+            f"the {objective} objective with a bidirectional mask lets every position see the "
+            "token it must predict, so the loss measures copying, not modelling. Use "
+            "model.mask: causal (or prefix), the 'masked' objective, or set "
+            "task.allow_future_leak: true to demonstrate exactly that leak",
+            key="model.mask",
+        )
+    if objective == "masked" and not 0.0 < config["task"]["mask_prob"] < 1.0:
+        raise ConfigError("must be in (0, 1)", key="task.mask_prob")
+    context = config["data"]["context"]
+    max_len = model.max_len
+    if model.variant("position")[0] == "learned" and max_len is not None and context > max_len:
+        raise ConfigError(
+            f"data.context ({context}) is longer than the learned position table "
+            f"(model.max_len = {max_len}); raise model.max_len or shorten the context",
+            key="data.context",
+        )
+    for multiplier in config["eval"]["context_multipliers"]:
+        if not isinstance(multiplier, (int, float)) or multiplier <= 0:
+            raise ConfigError(f"expected positive numbers, got {multiplier!r}",
+                              key="eval.context_multipliers")
+
+
+LM = TaskKind(
+    name="lm",
+    module=LanguageModeling,
+    data=LMData,
+    check=_check_lm,
+    supplies_prefix=lambda config, arch: config["task"]["objective"] == "prefix",
+    sequence_length=lambda config, arch: int(config["data"]["context"]),
+    special_tokens=lambda arch: 0,
+)
+
+
+# ----------------------------------------------------------------------------- translation
+
+
+def _check_translation(config: dict[str, Any], model: ModelConfig) -> None:
+    if model.arch == "encoder":
+        raise ConfigError(
+            "translation needs a model that generates: allowed arch: encoder_decoder, decoder",
+            key="model.arch",
+        )
+    if model.resolved_mask_name() == "bidirectional":
+        raise ConfigError("a generating model needs a causal or prefix mask", key="model.mask")
+    if config["task"]["objective"] != "causal":
+        raise ConfigError("translation has one objective; remove task.objective",
+                          key="task.objective")
+
+
+def _pair_length(config: dict[str, Any], arch: str) -> int:
+    # A decoder-only translator reads source and target as one sequence.
+    pair = int(config["data"]["max_len"])
+    return 2 * pair if arch == "decoder" else pair
+
+
+TRANSLATION = TaskKind(
+    name="translation",
+    module=Translation,
+    data=PairsData,
+    check=_check_translation,
+    supplies_prefix=lambda config, arch: arch == "decoder",  # the source is the prefix
+    sequence_length=_pair_length,
+    special_tokens=lambda arch: 3 if arch == "decoder" else 2,  # (sep) bos/eos
+)
+
+
+TASKS: dict[str, TaskKind] = {kind.name: kind for kind in (LM, TRANSLATION)}
+
+
+def task_kind(config: dict[str, Any]) -> TaskKind:
+    return TASKS[config["task"]["name"]]
+
+
+def resolve_model(config: dict[str, Any], vocab_size: int | None = None) -> ModelConfig:
+    """The run's `ModelConfig`: the YAML's fields, with the vocabulary size from the tokenizer
+    and, when `model.max_len` is null, the longest sequence the task trains on (so a learned
+    table is exactly as long as training needs, and extrapolation beyond it is visible)."""
+    values = dict(config["model"])
+    if vocab_size is not None:
+        values["vocab_size"] = vocab_size
+    if values.get("max_len") is None:
+        kind, arch = task_kind(config), values.get("arch", "decoder")
+        values["max_len"] = kind.sequence_length(config, arch) + kind.special_tokens(arch)
+    return ModelConfig.from_dict(values)
+
+
+def supplies_prefix(config: dict[str, Any]) -> bool:
+    """Whether the run's task marks each sequence's prefix for the model (a prefix mask then
+    needs no fixed length)."""
+    return task_kind(config).supplies_prefix(config, config["model"].get("arch", "decoder"))
+
+
+def check_task(config: dict[str, Any], model: ModelConfig) -> None:
+    """The rules that tie the task and the model together (the leak guard among them)."""
+    model.validate(task_supplies_prefix=supplies_prefix(config))
+    task_kind(config).check(config, model)
+
+
+@dataclass
+class BuiltTask:
+    """A run's prepared data, LightningModule and data module, wired together."""
+
+    data: PreparedData
+    task: Task
+    datamodule: L.LightningDataModule
+
+
+def build_task(config: dict[str, Any], *, seed: int = 0, start_step: int = 0) -> BuiltTask:
+    """The LightningModule and data module of a resolved run configuration, as `tzoo run`
+    trains them: the model from `resolve_model`, batches drawn from (seed, step) from
+    `start_step` on. Seeds nothing: the caller seeds torch before building (the model's
+    initial weights come from the global generator)."""
+    kind = task_kind(config)
+    data = prepare_data(config)
+    model_config = resolve_model(config, vocab_size=data.tokenizer.vocab_size)
+    task = kind.module(config, data, model_config, seed=seed,
+                       task_supplies_prefix=supplies_prefix(config))
+    datamodule = kind.data(config, data, seed=seed, start_step=start_step, model=task.model)
+    task.attach(datamodule)
+    return BuiltTask(data, task, datamodule)
