@@ -109,7 +109,8 @@ def _tell(sweep: Sweep, study: optuna.Study, trial: optuna.Trial,
             return _finish(study, trial, TrialState.PRUNED, "diverged", outcome.note)
         if outcome.status != "completed":
             return _finish(study, trial, TrialState.FAIL, outcome.status, outcome.note)
-        metrics = (rundir.read_summary(outcome.run_dir) or {}).get("metrics", {})
+        summary = rundir.read_summary(outcome.run_dir)
+        metrics = summary.metrics if summary else {}
         if sweep.metric not in metrics:
             _finish(study, trial, TrialState.FAIL, "failed", f"no metric {sweep.metric!r}")
             raise ConfigError(unknown_choice("metric", sweep.metric, metrics), key="metric",

@@ -80,9 +80,9 @@ def assert_whole(trials: list[optuna.trial.FrozenTrial], n: int) -> None:
         if trial.state in COUNTED:
             summary = rundir.read_summary(Path(trial.user_attrs["run_dir"]))
             assert summary is not None
-            assert summary["status"] == trial.user_attrs["status"]
+            assert summary.status == trial.user_attrs["status"]
             if trial.state == TrialState.COMPLETE:
-                assert summary["metrics"]["val/loss"] == pytest.approx(trial.value)
+                assert summary.metrics["val/loss"] == pytest.approx(trial.value)
 
 
 # --------------------------------------------------------------------------- one worker
@@ -101,11 +101,11 @@ def test_six_trials_complete_and_report_by_step(tmp_path):
         record = json.loads((run_dir / "trial.json").read_text())
         assert record == {"study": "sw", "trial": trial.number, "trials": [trial.number]}
         summary = rundir.read_summary(run_dir)
-        assert summary["experiment"] == "sw"
+        assert summary.experiment == "sw"
     completed = [t for t in trials if t.state == TrialState.COMPLETE]
     assert completed and all(len(t.intermediate_values) == 4 for t in completed)
     for pruned in (t for t in trials if t.state == TrialState.PRUNED):
-        assert rundir.read_summary(Path(pruned.user_attrs["run_dir"]))["status"] == "pruned"
+        assert rundir.read_summary(Path(pruned.user_attrs["run_dir"])).status == "pruned"
 
     data = json.loads((tmp_path / "runs" / "sw" / "study.json").read_text())
     entry = data["studies"][0]
@@ -170,7 +170,7 @@ def test_per_value_studies_export_runnable_experiments(tmp_path):
     out = tmp_path / "rerun"
     assert main(["run", str(exported), "--out", str(out), "--set", "train.steps=10"]) == 0
     (run,) = [p for p in out.iterdir() if p.is_dir()]
-    assert rundir.read_summary(run)["status"] == "completed"
+    assert rundir.read_summary(run).status == "completed"
 
 
 # --------------------------------------------------------------------------- several workers
@@ -220,7 +220,7 @@ def test_killed_worker_trial_is_failed_retried_and_resumed(tmp_path):
     run_dir = Path(retried.user_attrs["run_dir"])
     assert run_dir == Path(lost.user_attrs["run_dir"])
     summary = rundir.read_summary(run_dir)
-    assert summary["status"] == "completed" and summary["resumed_from_step"] > 0
+    assert summary.status == "completed" and summary.resumed_from_step > 0
     assert json.loads((run_dir / "trial.json").read_text())["trials"] == [0, 1]
 
 
@@ -356,8 +356,8 @@ def test_seeds_per_trial_trains_each_seed_and_scores_the_mean(tmp_path):
     for trial in trials:
         run_dirs = [Path(p) for p in trial.user_attrs["run_dirs"]]
         summaries = [rundir.read_summary(p) for p in run_dirs]
-        assert [s["seed"] for s in summaries] == [0, 1]
-        losses = [s["metrics"]["val/loss"] for s in summaries]
+        assert [s.seed for s in summaries] == [0, 1]
+        losses = [s.metrics["val/loss"] for s in summaries]
         assert trial.user_attrs["seed_values"] == pytest.approx(losses)
         assert trial.value == pytest.approx(sum(losses) / 2)
     data = json.loads((tmp_path / "runs" / "sw" / "study.json").read_text())
