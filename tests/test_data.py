@@ -22,7 +22,7 @@ from tzoo.recipes.batches import (
     collate_pairs,
     step_seed,
 )
-from tzoo.recipes.corpora import load_corpus
+from tzoo.recipes.corpora import LOADERS, corpus_kind, load_corpus
 from tzoo.recipes.tokenization import (
     BPE_MIN_VOCAB,
     SPECIAL_TOKENS,
@@ -263,6 +263,27 @@ def test_synthetic_errors():
         load_corpus("synthetic:induction", task="translation")
     with pytest.raises(ConfigError, match="unknown corpus kind 'synth'"):
         load_corpus("synth:copy", task="lm")
+
+
+# --------------------------------------------------------------------------- kinds
+
+
+def test_a_corpus_kind_is_one_registration():
+    """A loader registered under a scheme is loadable and listed in the unknown-kind error."""
+    try:
+        @corpus_kind("echo")
+        def echo(rest, task, options, seed):
+            return {"train": {"text": [f"{rest} {i}" for i in range(4)]}}
+
+        corpus = load_corpus("echo:hi", task="lm")
+        assert corpus.splits["train"]["text"] == ["hi 0", "hi 1", "hi 2"]
+        assert corpus.splits["validation"]["text"] == ["hi 3"]
+        with pytest.raises(ConfigError, match=r"did you mean 'echo'.*allowed: builtin, echo, file"):
+            load_corpus("ecko:hi", task="lm")
+        with pytest.raises(ValueError, match="registered twice"):
+            corpus_kind("echo")(echo)
+    finally:
+        LOADERS.pop("echo", None)
 
 
 # --------------------------------------------------------------------------- numbers:
