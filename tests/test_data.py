@@ -379,6 +379,10 @@ def test_train_windows_resume_is_exact():
                            total_steps=12)
     for k, batch in enumerate(resumed.loader(), start=7):
         assert torch.equal(batch["tokens"], batches[k])
+    # The length is the whole run's, resumed or not: Lightning ends the epoch at len(loader).
+    assert len(resumed) == len(resumed.loader()) == len(fresh) == 12
+    with pytest.raises(TypeError, match="infinite"):
+        len(TrainWindows(lm_stream(), context=8, batch_size=4))
     # windows are contiguous slices of the stream
     window = batches[5][0]
     assert torch.equal(window, torch.arange(int(window[0]), int(window[0]) + 9))
@@ -433,6 +437,7 @@ def test_train_pairs_resume_and_epochs():
     for k, batch in enumerate(resumed, start=9):
         assert torch.equal(batch["source"], batches[k]["source"])
         assert batch["target_text"] == batches[k]["target_text"]
+    assert len(resumed) == len(resumed.loader()) == 15
     epoch = [t for b in batches[: run.steps_per_epoch] for t in b["source_text"]]
     assert len(epoch) == run.steps_per_epoch * 32 and len(set(epoch)) >= len(epoch) - 10
 
