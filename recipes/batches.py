@@ -48,9 +48,7 @@ class StepBatches(IterableDataset):
     from `start_step` in a second epoch.
     """
 
-    def __init__(
-        self, *, batch_size: int, seed: int, start_step: int, total_steps: int | None
-    ):
+    def __init__(self, *, batch_size: int, seed: int, start_step: int, total_steps: int | None):
         if batch_size < 1:
             raise ConfigError(f"batch size must be >= 1, got {batch_size}", key="data.batch_size")
         self.batch_size = batch_size
