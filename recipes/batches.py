@@ -38,6 +38,42 @@ def _steps(start_step: int, total_steps: int | None) -> Iterable[int]:
     return itertools.count(start_step) if total_steps is None else range(start_step, total_steps)
 
 
+class StepBatches(IterableDataset):
+    """Training batches indexed by step: subclasses define `batch_at(step)`, a pure function
+    of (seed, step); iteration yields the batches of steps start_step, start_step+1, ...
+
+    `len()` is the whole run's `total_steps`, not the steps left: on resume Lightning restores
+    the batch index within the epoch (= the step, as a run is one epoch) and ends the epoch at
+    len(loader), so the number of steps left would end the epoch early and replay the batches
+    from `start_step` in a second epoch.
+    """
+
+    def __init__(self, *, batch_size: int, seed: int, start_step: int, total_steps: int | None):
+        if batch_size < 1:
+            raise ConfigError(f"batch size must be >= 1, got {batch_size}", key="data.batch_size")
+        self.batch_size = batch_size
+        self.seed = seed
+        self.start_step = start_step
+        self.total_steps = total_steps
+
+    def batch_at(self, step: int) -> dict[str, Any]:
+        """The batch of training step `step`."""
+        raise NotImplementedError
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        for step in _steps(self.start_step, self.total_steps):
+            yield self.batch_at(step)
+
+    def __len__(self) -> int:
+        if self.total_steps is None:
+            raise TypeError(f"{type(self).__name__} without total_steps is infinite")
+        return self.total_steps
+
+    def loader(self) -> DataLoader:
+        """A DataLoader that passes the ready-made batches through unchanged."""
+        return DataLoader(self, batch_size=None, num_workers=0)
+
+
 # --------------------------------------------------------------------------- language modeling
 
 
@@ -73,7 +109,7 @@ class LMStream:
             )
 
 
-class TrainWindows(IterableDataset):
+class TrainWindows(StepBatches):
     """Random training windows: yields {"tokens": (batch, context+1)} for each step.
 
     Step s draws its window starts from `step_seed(seed, s)` alone, so `batch_at(s)` equals
@@ -91,14 +127,10 @@ class TrainWindows(IterableDataset):
         total_steps: int | None = None,
     ):
         stream.check(context, "training split")
-        if batch_size < 1:
-            raise ConfigError(f"batch size must be >= 1, got {batch_size}", key="data.batch_size")
+        super().__init__(batch_size=batch_size, seed=seed, start_step=start_step,
+                         total_steps=total_steps)
         self.stream = stream
         self.context = context
-        self.batch_size = batch_size
-        self.seed = seed
-        self.start_step = start_step
-        self.total_steps = total_steps
         self._offsets = torch.arange(context + 1)
 
     def batch_at(self, step: int) -> dict[str, torch.Tensor]:
@@ -107,19 +139,6 @@ class TrainWindows(IterableDataset):
         g = _generator(self.seed, step, "lm")
         starts = torch.randint(0, n_starts, (self.batch_size,), generator=g)
         return {"tokens": self.stream.tokens[starts[:, None] + self._offsets]}
-
-    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
-        for step in _steps(self.start_step, self.total_steps):
-            yield self.batch_at(step)
-
-    def __len__(self) -> int:
-        if self.total_steps is None:
-            raise TypeError("TrainWindows without total_steps is infinite")
-        return max(0, self.total_steps - self.start_step)
-
-    def loader(self) -> DataLoader:
-        """A DataLoader that passes the ready-made batches through unchanged."""
-        return DataLoader(self, batch_size=None, num_workers=0)
 
 
 class EvalWindows(Dataset):
@@ -220,7 +239,7 @@ def collate_pairs(examples: Sequence[dict[str, Any]], pad_id: int) -> dict[str, 
     }
 
 
-class TrainPairs(IterableDataset):
+class TrainPairs(StepBatches):
     """Shuffled training batches of pairs, step-indexed like `TrainWindows`.
 
     Epoch e = step // steps_per_epoch is a permutation seeded by (seed, e); step s takes its
@@ -243,14 +262,11 @@ class TrainPairs(IterableDataset):
                 f"no training pairs left ({pairs.dropped} dropped as longer than max_len)",
                 key="data.max_len",
             )
-        if batch_size < 1:
-            raise ConfigError(f"batch size must be >= 1, got {batch_size}", key="data.batch_size")
+        super().__init__(batch_size=batch_size, seed=seed, start_step=start_step,
+                         total_steps=total_steps)
         self.pairs = pairs
         self.batch_size = min(batch_size, len(pairs))
         self.pad_id = pad_id
-        self.seed = seed
-        self.start_step = start_step
-        self.total_steps = total_steps
         self.steps_per_epoch = len(pairs) // self.batch_size
         self._perm: tuple[int, torch.Tensor] | None = None  # cache: (epoch, permutation)
 
@@ -266,18 +282,6 @@ class TrainPairs(IterableDataset):
         start = within * self.batch_size
         idx = self._permutation(epoch)[start : start + self.batch_size]
         return collate_pairs([self.pairs[int(i)] for i in idx], self.pad_id)
-
-    def __iter__(self) -> Iterator[dict[str, Any]]:
-        for step in _steps(self.start_step, self.total_steps):
-            yield self.batch_at(step)
-
-    def __len__(self) -> int:
-        if self.total_steps is None:
-            raise TypeError("TrainPairs without total_steps is infinite")
-        return max(0, self.total_steps - self.start_step)
-
-    def loader(self) -> DataLoader:
-        return DataLoader(self, batch_size=None, num_workers=0)
 
 
 class EvalPairBatches(Dataset):

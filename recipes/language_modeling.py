@@ -19,7 +19,7 @@ from tzoo.components.masks import PrefixMask
 
 from .batches import EvalWindows, LMStream, TrainWindows
 from .data import PreparedData
-from .task import Task, step_generator, train_loader
+from .task import Task, step_generator
 from .tokenization import N_SPECIAL
 
 
@@ -52,11 +52,11 @@ class LMData(L.LightningDataModule):
                 self.eval_contexts.append((label, length))
 
     def train_dataloader(self):
-        steps = int(self.config["train"]["steps"])
-        return train_loader(TrainWindows(
+        return TrainWindows(
             self.streams["train"], context=self.context, batch_size=self.batch_size,
-            seed=self.seed, start_step=self.start_step, total_steps=steps,
-        ), steps)
+            seed=self.seed, start_step=self.start_step,
+            total_steps=int(self.config["train"]["steps"]),
+        ).loader()
 
     def _eval(self, split: str, length: int):
         return EvalWindows(self.streams[split], context=length, batch_size=self.batch_size,

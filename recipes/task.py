@@ -8,7 +8,6 @@ import random
 import lightning as L
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, IterableDataset
 
 from tzoo.components import build_model
 
@@ -19,29 +18,6 @@ from .batches import step_seed
 def step_generator(seed: int, step: int, salt: str) -> torch.Generator:
     """A generator that depends on (seed, step) only: random choices survive a resume."""
     return torch.Generator().manual_seed(step_seed(seed, step, salt))
-
-
-class _WholeRun(IterableDataset):
-    """A step-indexed training dataset that reports the whole run's length.
-
-    On resume Lightning restores the batch index within the epoch (= the step, as a run is one
-    epoch) and ends the epoch at len(loader); the dataset yields only the steps from
-    `start_step` on, so reporting that shorter length ended the epoch early and replayed the
-    batches from `start_step` in a second epoch."""
-
-    def __init__(self, dataset: IterableDataset, total_steps: int):
-        self.dataset, self.total_steps = dataset, total_steps
-
-    def __iter__(self):
-        return iter(self.dataset)
-
-    def __len__(self) -> int:
-        return self.total_steps
-
-
-def train_loader(dataset: IterableDataset, total_steps: int) -> DataLoader:
-    """The loader of a step-indexed training dataset (`TrainWindows`, `TrainPairs`)."""
-    return DataLoader(_WholeRun(dataset, total_steps), batch_size=None, num_workers=0)
 
 
 class Diverged(RuntimeError):

@@ -25,7 +25,7 @@ from tzoo.components.masks import PrefixMask
 
 from .batches import EvalPairBatches, PairsDataset, TrainPairs
 from .data import PreparedData
-from .task import Task, train_loader
+from .task import Task
 
 
 def corpus_scores(hypotheses: list[str], references: list[str]) -> dict[str, float]:
@@ -57,11 +57,11 @@ class PairsData(L.LightningDataModule):
         self.test_splits = [s for s in self.pairs if s == "test" or s.startswith("test_")]
 
     def train_dataloader(self):
-        steps = int(self.config["train"]["steps"])
-        return train_loader(TrainPairs(
+        return TrainPairs(
             self.pairs["train"], batch_size=int(self.config["data"]["batch_size"]),
-            pad_id=self.pad_id, seed=self.seed, start_step=self.start_step, total_steps=steps,
-        ), steps)
+            pad_id=self.pad_id, seed=self.seed, start_step=self.start_step,
+            total_steps=int(self.config["train"]["steps"]),
+        ).loader()
 
     def _eval(self, split: str, *, capped: bool):
         # Capped evaluation reads batches in corpus order, so the subset is not biased towards

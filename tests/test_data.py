@@ -22,7 +22,7 @@ from tzoo.recipes.batches import (
     collate_pairs,
     step_seed,
 )
-from tzoo.recipes.corpora import load_corpus
+from tzoo.recipes.corpora import LOADERS, corpus_kind, load_corpus
 from tzoo.recipes.tokenization import (
     BPE_MIN_VOCAB,
     SPECIAL_TOKENS,
@@ -265,6 +265,27 @@ def test_synthetic_errors():
         load_corpus("synth:copy", task="lm")
 
 
+# --------------------------------------------------------------------------- kinds
+
+
+def test_a_corpus_kind_is_one_registration():
+    """A loader registered under a scheme is loadable and listed in the unknown-kind error."""
+    try:
+        @corpus_kind("echo")
+        def echo(rest, task, options, seed):
+            return {"train": {"text": [f"{rest} {i}" for i in range(4)]}}
+
+        corpus = load_corpus("echo:hi", task="lm")
+        assert corpus.splits["train"]["text"] == ["hi 0", "hi 1", "hi 2"]
+        assert corpus.splits["validation"]["text"] == ["hi 3"]
+        with pytest.raises(ConfigError, match=r"did you mean 'echo'.*allowed: builtin, echo, file"):
+            load_corpus("ecko:hi", task="lm")
+        with pytest.raises(ValueError, match="registered twice"):
+            corpus_kind("echo")(echo)
+    finally:
+        LOADERS.pop("echo", None)
+
+
 # --------------------------------------------------------------------------- numbers:
 
 
@@ -358,6 +379,10 @@ def test_train_windows_resume_is_exact():
                            total_steps=12)
     for k, batch in enumerate(resumed.loader(), start=7):
         assert torch.equal(batch["tokens"], batches[k])
+    # The length is the whole run's, resumed or not: Lightning ends the epoch at len(loader).
+    assert len(resumed) == len(resumed.loader()) == len(fresh) == 12
+    with pytest.raises(TypeError, match="infinite"):
+        len(TrainWindows(lm_stream(), context=8, batch_size=4))
     # windows are contiguous slices of the stream
     window = batches[5][0]
     assert torch.equal(window, torch.arange(int(window[0]), int(window[0]) + 9))
@@ -412,6 +437,7 @@ def test_train_pairs_resume_and_epochs():
     for k, batch in enumerate(resumed, start=9):
         assert torch.equal(batch["source"], batches[k]["source"])
         assert batch["target_text"] == batches[k]["target_text"]
+    assert len(resumed) == len(resumed.loader()) == 15
     epoch = [t for b in batches[: run.steps_per_epoch] for t in b["source_text"]]
     assert len(epoch) == run.steps_per_epoch * 32 and len(set(epoch)) >= len(epoch) - 10
 
