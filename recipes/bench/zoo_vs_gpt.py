@@ -1,7 +1,7 @@
 """Training throughput of the zoo's decoder-only model against a monolithic GPT of the same math.
 
-    python benchmarks/zoo_vs_gpt.py                      # all six position variants, a few minutes
-    python benchmarks/zoo_vs_gpt.py --positions rotary,alibi --repeats 9 --json out.json
+    python -m tzoo.recipes.bench.zoo_vs_gpt              # all six position variants, a few minutes
+    python -m tzoo.recipes.bench.zoo_vs_gpt --positions rotary,alibi --repeats 9 --json out.json
 
 Shape (the issue's): vocab 65, context 256, d_model 128, 4 layers, 4 heads, feed-forward 4x,
 batch 16, fp32, 2 threads, pre-LN layernorm, GELU, MHA, tied output, dropout 0.
@@ -45,7 +45,6 @@ import argparse
 import gc
 import json
 import math
-import os
 import resource
 import statistics
 import subprocess
@@ -371,8 +370,8 @@ def memory_probe(position: str, which: str, steps: int) -> dict:
 
 
 def measure_memory(position: str, which: str, steps: int = 3) -> dict:
-    command = [sys.executable, os.path.abspath(__file__), "--memory-probe", f"{position}:{which}",
-               "--steps-per-repeat", str(steps)]
+    command = [sys.executable, "-m", "tzoo.recipes.bench.zoo_vs_gpt", "--memory-probe",
+               f"{position}:{which}", "--steps-per-repeat", str(steps)]
     result = subprocess.run(command, capture_output=True, text=True, check=True)
     return json.loads(result.stdout.strip().splitlines()[-1])
 
@@ -421,7 +420,8 @@ def markdown(results: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m tzoo.recipes.bench.zoo_vs_gpt",
+                                     description=__doc__.split("\n\n")[0])
     parser.add_argument("--positions", default="all",
                         help="'all' or a comma-separated list of: " + ", ".join(POSITIONS))
     parser.add_argument("--repeats", type=int, default=7)
