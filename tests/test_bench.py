@@ -12,6 +12,7 @@ import pytest
 import torch
 import yaml
 
+from tzoo.cli import build_parser
 from tzoo.recipes.bench.cli import bench_command
 from tzoo.recipes.bench.generation import bench_chat, bench_decode
 from tzoo.recipes.bench.nanogpt_reference import main as nanogpt_reference
@@ -47,14 +48,13 @@ def _positive(value: object) -> bool:
     return isinstance(value, (int, float)) and math.isfinite(value) and value > 0
 
 
-def _args(experiment_file: Path, tmp_path: Path, **extra: object) -> argparse.Namespace:
-    values = dict(experiment=str(experiment_file), set=[], out=None, repeats=1,
-                  json=str(tmp_path / "bench.json"), markdown=None, scaling=False,
-                  generation=False, overhead=False, compile=False, no_table=False, threads=1,
-                  steps=1, overhead_steps=2, contexts="8,16", depths="1,2", gen_tokens=8,
-                  chat_turns=2, peak_sizes="64", plots=str(tmp_path / "plots"))
-    values.update(extra)
-    return argparse.Namespace(**values)
+def _args(experiment_file: Path, tmp_path: Path) -> argparse.Namespace:
+    """The options `tzoo bench` parses (its own defaults for the rest), at the tiny size."""
+    return build_parser().parse_args([
+        "bench", str(experiment_file), "--repeats", "1", "--json", str(tmp_path / "bench.json"),
+        "--threads", "1", "--steps", "1", "--overhead-steps", "2", "--contexts", "8,16",
+        "--depths", "1,2", "--gen-tokens", "8", "--chat-turns", "2", "--peak-sizes", "64",
+        "--plots", str(tmp_path / "plots")])
 
 
 def test_variants_table_json_and_markdown(experiment_file: Path, tmp_path: Path) -> None:
