@@ -19,7 +19,7 @@ from tzoo.recipes.bench.nanogpt_reference import main as nanogpt_reference
 from tzoo.recipes.bench.overhead import bench_overhead
 from tzoo.recipes.bench.plots import generation_plots
 from tzoo.recipes.bench.scaling import bench_scaling, kv_cache_bytes
-from tzoo.recipes.bench.zoo_vs_gpt import GPT, POSITIONS, zoo_model
+from tzoo.recipes.bench.zoo_vs_gpt import POSITIONS, reference_model, zoo_model
 from tzoo.recipes.experiment import experiment_from_dict, load_experiment
 
 TINY = """\
@@ -124,7 +124,7 @@ def _parameters(model: torch.nn.Module) -> int:
 @pytest.mark.parametrize("position", POSITIONS)
 def test_monolithic_gpt_computes_the_zoo_model(position: str) -> None:
     torch.manual_seed(0)
-    zoo, reference = zoo_model(position), GPT(position)
+    zoo, reference = zoo_model(position), reference_model(position)
     assert _parameters(zoo) == _parameters(reference)
     reference.load_zoo(zoo)
     tokens = torch.randint(0, 65, (1, 12))  # shorter than the context: cheap, same math
