@@ -9,13 +9,17 @@ import math
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
+from tzoo.cli import build_parser
 from tzoo.recipes.bench.cli import bench_command
 from tzoo.recipes.bench.generation import bench_chat, bench_decode
+from tzoo.recipes.bench.nanogpt_reference import main as nanogpt_reference
 from tzoo.recipes.bench.overhead import bench_overhead
 from tzoo.recipes.bench.plots import generation_plots
 from tzoo.recipes.bench.scaling import bench_scaling, kv_cache_bytes
+from tzoo.recipes.bench.zoo_vs_gpt import POSITIONS, reference_model, zoo_model
 from tzoo.recipes.experiment import experiment_from_dict, load_experiment
 
 TINY = """\
@@ -44,14 +48,13 @@ def _positive(value: object) -> bool:
     return isinstance(value, (int, float)) and math.isfinite(value) and value > 0
 
 
-def _args(experiment_file: Path, tmp_path: Path, **extra: object) -> argparse.Namespace:
-    values = dict(experiment=str(experiment_file), set=[], out=None, repeats=1,
-                  json=str(tmp_path / "bench.json"), markdown=None, scaling=False,
-                  generation=False, overhead=False, compile=False, no_table=False, threads=1,
-                  steps=1, overhead_steps=2, contexts="8,16", depths="1,2", gen_tokens=8,
-                  chat_turns=2, peak_sizes="64", plots=str(tmp_path / "plots"))
-    values.update(extra)
-    return argparse.Namespace(**values)
+def _args(experiment_file: Path, tmp_path: Path) -> argparse.Namespace:
+    """The options `tzoo bench` parses (its own defaults for the rest), at the tiny size."""
+    return build_parser().parse_args([
+        "bench", str(experiment_file), "--repeats", "1", "--json", str(tmp_path / "bench.json"),
+        "--threads", "1", "--steps", "1", "--overhead-steps", "2", "--contexts", "8,16",
+        "--depths", "1,2", "--gen-tokens", "8", "--chat-turns", "2", "--peak-sizes", "64",
+        "--plots", str(tmp_path / "plots")])
 
 
 def test_variants_table_json_and_markdown(experiment_file: Path, tmp_path: Path) -> None:
@@ -109,3 +112,33 @@ def test_scaling_and_kv_cache() -> None:
     assert [r["kv_heads"] for r in rows] == [2, 1]  # mha, mqa (2 heads: no distinct gqa)
     for row in rows:
         assert row["measured_bytes_per_token"] == row["analytic_bytes_per_token"]
+
+
+# --- the standalone yardsticks (python -m tzoo.recipes.bench.<name>) ----------------------------
+
+
+def _parameters(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+@pytest.mark.parametrize("position", POSITIONS)
+def test_monolithic_gpt_computes_the_zoo_model(position: str) -> None:
+    torch.manual_seed(0)
+    zoo, reference = zoo_model(position), reference_model(position)
+    assert _parameters(zoo) == _parameters(reference)
+    reference.load_zoo(zoo)
+    tokens = torch.randint(0, 65, (1, 12))  # shorter than the context: cheap, same math
+    with torch.no_grad():
+        assert torch.allclose(zoo(tokens), reference(tokens), atol=1e-4)
+
+
+def test_nanogpt_reference_trains_and_reports(tmp_path: Path) -> None:
+    corpus = tmp_path / "input.txt"
+    corpus.write_text("to be or not to be, that is the question.\n" * 60)
+    out = tmp_path / "ref.json"
+    assert nanogpt_reference(["--data", str(corpus), "--seeds", "0", "--steps", "3",
+                              "--context", "8", "--batch", "2", "--d-model", "16", "--layers",
+                              "1", "--heads", "2", "--draws", "2", "--json", str(out)]) == 0
+    summary = json.loads(out.read_text())["summary"]
+    assert set(summary) == {"nanogpt_20", "suite_50", "full"}
+    assert all(_positive(s["mean"]) for s in summary.values())

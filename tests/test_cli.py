@@ -81,6 +81,26 @@ def test_list_and_unknown_family(capsys):
     assert "did you mean 'positions'" in capsys.readouterr().err
 
 
+def test_bench_flags_and_defaults(capsys):
+    """`tzoo bench` takes its flags from recipes/bench/cli.py; names and defaults are the ones
+    the docs and reports/bench print."""
+    from tzoo.cli import build_parser
+
+    defaults = {"repeats": 5, "json": None, "markdown": None, "scaling": False,
+                "generation": False, "overhead": False, "compile": False, "no_table": False,
+                "threads": None, "steps": 3, "overhead_steps": 100,
+                "contexts": "128,256,512,1024", "depths": "1,2,4,8", "gen_tokens": 512,
+                "chat_turns": 8, "peak_sizes": "1024,1536,2048", "plots": "reports/bench",
+                "set": [], "out": None}
+    args = vars(build_parser().parse_args(["bench", "exp.yaml"]))
+    assert {key: args[key] for key in defaults} == defaults
+    with pytest.raises(SystemExit):
+        main(["bench", "--help"])
+    help_text = capsys.readouterr().out
+    for key in defaults:
+        assert "--" + key.replace("_", "-") in help_text
+
+
 def test_shards_split_the_runs_without_overlap(tiny, write_yaml, tmp_path, capsys):
     tiny["seeds"] = [0, 1, 2]
     tiny["train"]["steps"] = 4

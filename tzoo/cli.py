@@ -9,6 +9,8 @@ import textwrap
 from collections.abc import Callable, Sequence
 
 from tzoo.components.errors import ConfigError, did_you_mean
+from tzoo.recipes.bench.cli import add_arguments as bench_arguments
+from tzoo.recipes.bench.cli import bench_command
 
 BAD_INPUT, FAILED = 2, 1
 
@@ -116,12 +118,6 @@ def _compare(args: argparse.Namespace) -> int:
     return compare_command(args.a, args.b, args.markdown)
 
 
-def _bench(args: argparse.Namespace) -> int:
-    from tzoo.recipes.bench.cli import bench_command
-
-    return bench_command(args)
-
-
 def _generate(args: argparse.Namespace) -> int:
     import torch
 
@@ -222,35 +218,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("b")
     sub.add_argument("--markdown", metavar="FILE", help="also write the comparison as markdown")
 
-    sub = command("bench", _bench, "measure what every variant of an experiment costs")
+    sub = command("bench", bench_command, "measure what every variant of an experiment costs")
     experiment_arguments(sub)
-    sub.add_argument("--repeats", type=int, default=5)
-    sub.add_argument("--json", metavar="FILE")
-    sub.add_argument("--markdown", metavar="FILE")
-    sub.add_argument("--scaling", action="store_true",
-                     help="also sweep context length and depth (slower)")
-    sub.add_argument("--generation", action="store_true",
-                     help="also time decoding with/without the KV cache and a growing chat "
-                     "(decoder-only with a cache vs encoder-decoder re-encoding)")
-    sub.add_argument("--overhead", action="store_true",
-                     help="also time the runner (Lightning) against a bare PyTorch loop and "
-                     "the data-loading share, on the experiment's base configuration")
-    sub.add_argument("--compile", action="store_true",
-                     help="with --overhead: also time the bare loop under torch.compile")
-    sub.add_argument("--no-table", action="store_true", help="skip the variants table")
-    sub.add_argument("--threads", type=int, help="torch threads (sets train.threads)")
-    sub.add_argument("--steps", type=int, default=3, help="training steps per round")
-    sub.add_argument("--overhead-steps", type=int, default=100,
-                     help="steps per round of --overhead (a multiple of train.log_every)")
-    sub.add_argument("--contexts", default="128,256,512,1024",
-                     help="--scaling context lengths (comma-separated)")
-    sub.add_argument("--depths", default="1,2,4,8", help="--scaling layer counts")
-    sub.add_argument("--gen-tokens", type=int, default=512, help="--generation length")
-    sub.add_argument("--chat-turns", type=int, default=8, help="--generation chat turns")
-    sub.add_argument("--peak-sizes", default="1024,1536,2048",
-                     help="square matmul sizes for the fp32 peak behind MFU")
-    sub.add_argument("--plots", metavar="DIR", default="reports/bench",
-                     help="where mode results, PNG plots and README.md go")
+    bench_arguments(sub)
 
     sub = command("generate", _generate, "generate text from a trained run")
     sub.add_argument("run", help="a run directory with checkpoints/final.pt")

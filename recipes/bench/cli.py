@@ -22,6 +22,8 @@ The variants table goes to `--json` (default runs/<experiment>/bench.json) and `
 the run summaries; `mfu` is a fraction, `peak_mem_mb` in MiB, null where unmeasurable).
 Ranges (min–max over rounds) are under `details`. Every mode also writes its JSON, PNG plots
 and a regenerated README.md to `--plots` (default reports/bench/).
+
+The flags are declared once, by `add_arguments`, which `tzoo` calls for its `bench` subcommand.
 """
 
 from __future__ import annotations
@@ -31,13 +33,48 @@ import json
 import shlex
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from tzoo.recipes.experiment import Experiment, load_experiment
+# Light at import time: `tzoo` builds every subcommand's parser on each call (even `tzoo list`),
+# so the experiment loader, matplotlib and the measuring modules load only when bench runs.
+if TYPE_CHECKING:
+    from tzoo.recipes.experiment import Experiment
 
-from . import tables
-from .plots import generation_plots, scaling_plots
-from .readme import VARIANT_COLUMNS, write_readme
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The `tzoo bench` flags, declared here only; `tzoo` adds them after the experiment
+    arguments every experiment command takes (EXPERIMENT, --set, --out)."""
+    parser.add_argument("--repeats", type=int, default=5,
+                        help="interleaved rounds of every measurement (medians, min–max)")
+    parser.add_argument("--json", metavar="FILE",
+                        help="the variants table as JSON (default: bench.json in the runs "
+                        "directory, --out or runs/<experiment>)")
+    parser.add_argument("--markdown", metavar="FILE",
+                        help="the variants table as markdown (default: the JSON's path, .md)")
+    parser.add_argument("--scaling", action="store_true",
+                        help="also sweep context length and depth (slower)")
+    parser.add_argument("--generation", action="store_true",
+                        help="also time decoding with/without the KV cache and a growing chat "
+                        "(decoder-only with a cache vs encoder-decoder re-encoding)")
+    parser.add_argument("--overhead", action="store_true",
+                        help="also time the runner (Lightning) against a bare PyTorch loop and "
+                        "the data-loading share, on the experiment's base configuration")
+    parser.add_argument("--compile", action="store_true",
+                        help="with --overhead: also time the bare loop under torch.compile")
+    parser.add_argument("--no-table", action="store_true", help="skip the variants table")
+    parser.add_argument("--threads", type=int, help="torch threads (sets train.threads)")
+    parser.add_argument("--steps", type=int, default=3, help="training steps per round")
+    parser.add_argument("--overhead-steps", type=int, default=100,
+                        help="steps per round of --overhead (a multiple of train.log_every)")
+    parser.add_argument("--contexts", default="128,256,512,1024",
+                        help="--scaling context lengths (comma-separated)")
+    parser.add_argument("--depths", default="1,2,4,8", help="--scaling layer counts")
+    parser.add_argument("--gen-tokens", type=int, default=512, help="--generation length")
+    parser.add_argument("--chat-turns", type=int, default=8, help="--generation chat turns")
+    parser.add_argument("--peak-sizes", default="1024,1536,2048",
+                        help="square matmul sizes for the fp32 peak behind MFU")
+    parser.add_argument("--plots", metavar="DIR", default="reports/bench",
+                        help="where mode results, PNG plots and README.md go")
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -55,11 +92,12 @@ def _base_config(experiment: Experiment) -> dict[str, Any]:
 
 def _table(experiment: Experiment, args: argparse.Namespace, plots: Path,
            command: str) -> None:
-    from .readme import variants_markdown
+    from . import tables
+    from .readme import VARIANT_COLUMNS, variants_markdown
     from .variants import bench_variants
 
     doc = bench_variants(experiment, repeats=args.repeats, steps=args.steps,
-                         peak_sizes=_ints(getattr(args, "peak_sizes", "1024,1536,2048")))
+                         peak_sizes=_ints(args.peak_sizes))
     doc["command"] = command
     json_path = Path(args.json) if args.json else (
         Path(args.out) if args.out else experiment.runs_dir) / "bench.json"
@@ -76,21 +114,25 @@ def _table(experiment: Experiment, args: argparse.Namespace, plots: Path,
 
 
 def bench_command(args: argparse.Namespace) -> int:
+    from tzoo.recipes.experiment import load_experiment
+
+    from .readme import write_readme
+
     overrides = list(args.set)
-    if getattr(args, "threads", None):
+    if args.threads:
         overrides.append(f"train.threads={args.threads}")
     experiment = load_experiment(args.experiment, overrides)
-    plots = Path(getattr(args, "plots", None) or "reports/bench")
+    plots = Path(args.plots)
     command = "tzoo bench " + shlex.join(sys.argv[2:] if len(sys.argv) > 2 else
                                          [args.experiment])
-    if not getattr(args, "no_table", False):
+    if not args.no_table:
         _table(experiment, args, plots, command)
     config = _base_config(experiment)
     if config["train"].get("threads"):
         import torch
 
         torch.set_num_threads(int(config["train"]["threads"]))
-    if getattr(args, "overhead", False):
+    if args.overhead:
         from .overhead import bench_overhead
         from .readme import overhead_markdown
 
@@ -99,8 +141,9 @@ def bench_command(args: argparse.Namespace) -> int:
         doc["command"] = command
         _write_json(plots / "overhead.json", doc)
         print("\n" + overhead_markdown(doc))
-    if getattr(args, "generation", False):
+    if args.generation:
         from .generation import bench_chat, bench_decode
+        from .plots import generation_plots
         from .readme import generation_markdown
 
         doc = {"decode": bench_decode(config, tokens=args.gen_tokens, repeats=args.repeats),
@@ -110,6 +153,7 @@ def bench_command(args: argparse.Namespace) -> int:
         generation_plots(doc["decode"], doc["chat"], plots)
         print("\n" + generation_markdown(doc))
     if args.scaling:
+        from .plots import scaling_plots
         from .readme import scaling_markdown
         from .scaling import bench_scaling
 

@@ -155,6 +155,13 @@ def write_readme(folder: Path) -> Path:
             if doc.get("command"):
                 parts.append(f"`{doc['command']}`")
             parts.append(render(doc))
+    if (folder / "zoo_vs_gpt.md").is_file():
+        # Written by the standalone yardstick beside `tzoo bench`, which has no experiment file.
+        parts.append("### The zoo against a monolithic GPT\n\n[zoo_vs_gpt.md](zoo_vs_gpt.md), "
+                     "written by `python -m tzoo.recipes.bench.zoo_vs_gpt --json "
+                     f"{folder / 'zoo_vs_gpt.json'} --markdown {folder / 'zoo_vs_gpt.md'}`: "
+                     "training tokens/s, MFU and memory of the registry-built decoder and a "
+                     "hand-written GPT of the same math.")
     images = sorted(p.name for p in folder.glob("*.png"))
     if images:
         parts.append("### Plots\n\n" + "\n".join(f"![{n}]({n})" for n in images))

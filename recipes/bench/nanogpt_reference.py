@@ -1,6 +1,6 @@
 """A from-scratch nanoGPT-style trainer for Tiny Shakespeare: the yardstick for issue 3's target.
 
-    python benchmarks/nanogpt_reference.py --seeds 0,1,2 --json /tmp/ref.json
+    python -m tzoo.recipes.bench.nanogpt_reference --seeds 0,1,2 --json /tmp/ref.json
 
 The suite's `recipes/nanogpt-shakespeare-cpu.yaml` reaches 1.90 nats/char where nanoGPT's README
 quotes 1.88. This script answers "is that gap the suite's, or the number's?" by training the same
@@ -33,7 +33,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "tinyshakespeare" / "input.txt"
+# The corpus the suite's recipes name (base-lm.yaml: file:../shared/data/...), found from this
+# file rather than the working directory: shared/ sits beside the checkout (recipes/bench/ is two
+# folders inside it).
+DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "tinyshakespeare" / "input.txt"
 
 
 class Block(nn.Module):
@@ -173,7 +176,8 @@ def train_one(seed: int, text: str, args: argparse.Namespace) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m tzoo.recipes.bench.nanogpt_reference",
+                                     description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--steps", type=int, default=2000)

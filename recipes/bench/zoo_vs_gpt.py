@@ -1,18 +1,19 @@
 """Training throughput of the zoo's decoder-only model against a monolithic GPT of the same math.
 
-    python benchmarks/zoo_vs_gpt.py                      # all six position variants, a few minutes
-    python benchmarks/zoo_vs_gpt.py --positions rotary,alibi --repeats 9 --json out.json
+    python -m tzoo.recipes.bench.zoo_vs_gpt              # all six position variants, a few minutes
+    python -m tzoo.recipes.bench.zoo_vs_gpt --positions rotary,alibi --repeats 9 --json out.json
 
 Shape (the issue's): vocab 65, context 256, d_model 128, 4 layers, 4 heads, feed-forward 4x,
 batch 16, fp32, 2 threads, pre-LN layernorm, GELU, MHA, tied output, dropout 0.
 
 For every position variant (none, sinusoidal, learned, rotary, alibi, relative) the zoo model is
 built through the registry (`build_model`) and a monolithic nanoGPT-style model is written out
-below, by hand, with the same math: a fused qkv Linear, `F.scaled_dot_product_attention` with
-`is_causal=True` (or, for ALiBi/relative, the bias merged with the causal mask as one additive
-`attn_mask`, as the math requires), rotary applied to q/k, learned/sinusoidal added to the
-embeddings. The reference is loaded with the zoo's weights and its logits and gradients are
-checked against the zoo's before anything is timed; the parameter counts must be equal.
+by hand (`monolithic_gpt.py`) with the same math: a fused qkv Linear,
+`F.scaled_dot_product_attention` with `is_causal=True` (or, for ALiBi/relative, the bias merged
+with the causal mask as one additive `attn_mask`, as the math requires), rotary applied to q/k,
+learned/sinusoidal added to the embeddings. The reference is loaded with the zoo's weights and
+its logits and gradients are checked against the zoo's before anything is timed; the parameter
+counts must be equal.
 
 A training step is forward + cross-entropy + backward + AdamW step. Zoo and reference steps are
 interleaved step by step (ABBA order) in one process; tokens/s are medians over repeats (a repeat
@@ -44,8 +45,6 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import math
-import os
 import resource
 import statistics
 import subprocess
@@ -57,156 +56,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from tzoo.components import ModelConfig, build_model
-from tzoo.components.positions import alibi_slopes, relative_buckets
-from tzoo.recipes.resident import status_kib
+from tzoo.recipes.bench.flops import matmul_parameters
+from tzoo.recipes.bench.monolithic_gpt import GPT, INIT_STD
+from tzoo.recipes.bench.timing import matmul_peak_gflops
+from tzoo.recipes.resident import reset_high_water_mark, status_kib
 
 VOCAB, CONTEXT, D_MODEL, LAYERS, HEADS, FFN_MULT, BATCH, THREADS = 65, 256, 128, 4, 4, 4, 16, 2
-INIT_STD = 0.02
 POSITIONS = ("none", "sinusoidal", "learned", "rotary", "alibi", "relative")
-
-
-# ------------------------------------------------------------------------------------------------
-# The monolithic reference: one file, no registry, nanoGPT's layout.
-# ------------------------------------------------------------------------------------------------
-
-
-class CausalSelfAttention(nn.Module):
-    def __init__(self, d: int, heads: int):
-        super().__init__()
-        self.heads = heads
-        self.c_attn = nn.Linear(d, 3 * d)
-        self.c_proj = nn.Linear(d, d)
-
-    def forward(self, x: Tensor, rope: tuple[Tensor, Tensor] | None, mask: Tensor | None):
-        B, T, C = x.shape
-        q, k, v = self.c_attn(x).split(C, dim=2)
-        q = q.view(B, T, self.heads, C // self.heads).transpose(1, 2)
-        k = k.view(B, T, self.heads, C // self.heads).transpose(1, 2)
-        v = v.view(B, T, self.heads, C // self.heads).transpose(1, 2)
-        if rope is not None:
-            # RoFormer's pairs (2i, 2i+1): (a, b) -> (a·cos − b·sin, b·cos + a·sin).
-            cos, sin = rope
-            q = q * cos + torch.stack((-q[..., 1::2], q[..., 0::2]), dim=-1).flatten(-2) * sin
-            k = k * cos + torch.stack((-k[..., 1::2], k[..., 0::2]), dim=-1).flatten(-2) * sin
-        if mask is None:
-            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-        else:
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-        y = y.transpose(1, 2).contiguous().view(B, T, C)
-        return self.c_proj(y)
-
-
-class MLP(nn.Module):
-    def __init__(self, d: int, mult: int):
-        super().__init__()
-        self.c_fc = nn.Linear(d, mult * d)
-        self.c_proj = nn.Linear(mult * d, d)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.c_proj(F.gelu(self.c_fc(x)))
-
-
-class GPTBlock(nn.Module):
-    def __init__(self, d: int, heads: int, mult: int):
-        super().__init__()
-        self.ln_1 = nn.LayerNorm(d)
-        self.attn = CausalSelfAttention(d, heads)
-        self.ln_2 = nn.LayerNorm(d)
-        self.mlp = MLP(d, mult)
-
-    def forward(self, x, rope, mask):
-        x = x + self.attn(self.ln_1(x), rope, mask)
-        return x + self.mlp(self.ln_2(x))
-
-
-class GPT(nn.Module):
-    """nanoGPT with the position variant spelled out."""
-
-    def __init__(self, position: str, vocab=VOCAB, context=CONTEXT, d=D_MODEL, layers=LAYERS,
-                 heads=HEADS, mult=FFN_MULT):
-        super().__init__()
-        self.position = position
-        self.wte = nn.Embedding(vocab, d)
-        self.h = nn.ModuleList(GPTBlock(d, heads, mult) for _ in range(layers))
-        self.ln_f = nn.LayerNorm(d)
-        hd = d // heads
-        t = torch.arange(context, dtype=torch.float32)
-        causal = torch.ones(context, context, dtype=torch.bool).tril()
-        self.register_buffer("causal", causal, persistent=False)
-        if position == "learned":
-            self.wpe = nn.Embedding(context, d)
-        elif position == "sinusoidal":
-            angles = t[:, None] * 10000.0 ** (-torch.arange(0, d, 2, dtype=torch.float32) / d)
-            waves = torch.stack((angles.sin(), angles.cos()), dim=-1).flatten(-2)
-            self.register_buffer("wpe_fixed", INIT_STD * math.sqrt(2.0) * waves, persistent=False)
-        elif position == "rotary":
-            angles = t[:, None] * 10000.0 ** (-torch.arange(0, hd, 2, dtype=torch.float32) / hd)
-            angles = angles.repeat_interleave(2, dim=-1)  # one angle per channel pair
-            self.register_buffer("rope_cos", angles.cos(), persistent=False)
-            self.register_buffer("rope_sin", angles.sin(), persistent=False)
-        elif position == "alibi":
-            distance = (t[:, None] - t[None, :]).abs()
-            bias = -alibi_slopes(heads)[:, None, None] * distance[None]
-            mask = bias.masked_fill(~causal, float("-inf"))[None]
-            self.register_buffer("alibi_mask", mask, persistent=False)
-        elif position == "relative":
-            self.rel = nn.Embedding(32, heads)
-            relative = torch.arange(context)[None, :] - torch.arange(context)[:, None]
-            buckets = relative_buckets(relative, bidirectional=False, num_buckets=32,
-                                       max_distance=128)
-            self.register_buffer("rel_buckets", buckets, persistent=False)
-        self.apply(self._init)
-        for name, p in self.named_parameters():
-            if name.endswith("c_proj.weight"):
-                nn.init.normal_(p, 0.0, INIT_STD / math.sqrt(2 * layers))
-
-    @staticmethod
-    def _init(module):
-        if isinstance(module, nn.Linear):
-            nn.init.normal_(module.weight, 0.0, INIT_STD)
-            nn.init.zeros_(module.bias)
-        elif isinstance(module, nn.Embedding):
-            nn.init.normal_(module.weight, 0.0, INIT_STD)
-
-    def forward(self, idx: Tensor) -> Tensor:
-        T = idx.shape[1]
-        x = self.wte(idx)
-        rope = mask = None
-        if self.position == "learned":
-            x = x + self.wpe(torch.arange(T, device=idx.device))
-        elif self.position == "sinusoidal":
-            x = x + self.wpe_fixed[:T]
-        elif self.position == "rotary":
-            rope = self.rope_cos[:T], self.rope_sin[:T]
-        elif self.position == "alibi":
-            mask = self.alibi_mask[:, :, :T, :T]
-        elif self.position == "relative":
-            bias = self.rel(self.rel_buckets[:T, :T]).permute(2, 0, 1)
-            mask = bias.masked_fill(~self.causal[:T, :T], float("-inf"))[None]
-        for block in self.h:
-            x = block(x, rope, mask)
-        return F.linear(self.ln_f(x), self.wte.weight)
-
-    def load_zoo(self, zoo: nn.Module) -> None:
-        """Copy a zoo model's weights in (to check that both compute the same function)."""
-        z = dict(zoo.named_parameters())
-        mine = dict(self.named_parameters())
-        names = {"wte.weight": "embedding.weight", "ln_f.weight": "stack.final_norm.weight",
-                 "ln_f.bias": "stack.final_norm.bias", "wpe.weight": "position.table.weight",
-                 "rel.weight": "position.table.weight"}
-        for i in range(len(self.h)):
-            b = f"stack.blocks.{i}."
-            for ours, theirs in (("ln_1", "self_attention_sublayer.norm"),
-                                 ("attn.c_attn", "self_attention.qkv"),
-                                 ("attn.c_proj", "self_attention.out"),
-                                 ("ln_2", "ffn_sublayer.norm"), ("mlp.c_fc", "ffn.up"),
-                                 ("mlp.c_proj", "ffn.down")):
-                for kind in ("weight", "bias"):
-                    names[f"h.{i}.{ours}.{kind}"] = b + f"{theirs}.{kind}"
-        assert set(names.values()) >= set(z) and set(mine) <= set(names), "parameter maps differ"
-        with torch.no_grad():
-            for ours, p in mine.items():
-                p.copy_(z[names[ours]])
 
 
 # ------------------------------------------------------------------------------------------------
@@ -221,6 +77,11 @@ def zoo_model(position: str) -> nn.Module:
         residual="add", ffn="gelu", ffn_mult=FFN_MULT, output="tied", dropout=0.0, bias=True,
         init_std=INIT_STD,
     ))
+
+
+def reference_model(position: str) -> GPT:
+    return GPT(position, vocab=VOCAB, context=CONTEXT, d=D_MODEL, layers=LAYERS, heads=HEADS,
+               mult=FFN_MULT)
 
 
 def optimizer(model: nn.Module) -> torch.optim.Optimizer:
@@ -244,12 +105,6 @@ def train_step(model: nn.Module, opt: torch.optim.Optimizer, x: Tensor, y: Tenso
     opt.zero_grad(set_to_none=True)
 
 
-def matmul_params(model: nn.Module) -> int:
-    lookup = ("position.table", "wpe", "rel")
-    return sum(p.numel() for name, p in model.named_parameters()
-               if not any(name.startswith(prefix + ".") for prefix in lookup))
-
-
 def flops_per_token(n_matmul: int) -> int:
     return 6 * n_matmul + 12 * LAYERS * D_MODEL * CONTEXT
 
@@ -258,7 +113,7 @@ def check_same_math(position: str) -> float:
     """Load the zoo's weights into the reference; logits and gradients must agree."""
     torch.manual_seed(1234)
     zoo = zoo_model(position)
-    ref = GPT(position)
+    ref = reference_model(position)
     n_zoo = sum(p.numel() for p in zoo.parameters())
     n_ref = sum(p.numel() for p in ref.parameters())
     assert n_zoo == n_ref, f"{position}: parameter counts differ: zoo {n_zoo}, reference {n_ref}"
@@ -278,22 +133,6 @@ def check_same_math(position: str) -> float:
     return logit_diff
 
 
-def matmul_peak(sizes=(1024, 1536, 2048), reps: int = 7) -> dict:
-    """Median GFLOP/s of square fp32 matmuls per size; the peak is the best median."""
-    per_size = {}
-    for n in sizes:
-        a, b = torch.randn(n, n), torch.randn(n, n)
-        out = torch.empty(n, n)
-        torch.mm(a, b, out=out)
-        rates = []
-        for _ in range(reps):
-            start = time.perf_counter()
-            torch.mm(a, b, out=out)
-            rates.append(2 * n**3 / (time.perf_counter() - start) / 1e9)
-        per_size[n] = statistics.median(rates)
-    return {"gflops": max(per_size.values()), "per_size": per_size}
-
-
 # ------------------------------------------------------------------------------------------------
 # Timing (one process, interleaved) and memory (one subprocess per model)
 # ------------------------------------------------------------------------------------------------
@@ -302,7 +141,7 @@ def matmul_peak(sizes=(1024, 1536, 2048), reps: int = 7) -> dict:
 def time_variant(position: str, repeats: int, steps: int, warmup: int) -> dict:
     torch.manual_seed(0)
     zoo = zoo_model(position)
-    ref = GPT(position)
+    ref = reference_model(position)
     ref.load_zoo(zoo)  # same starting point, same data: the two trajectories stay close
     models = {"zoo": (zoo, optimizer(zoo)), "reference": (ref, optimizer(ref))}
     data = batches(4)
@@ -342,7 +181,7 @@ def time_variant(position: str, repeats: int, steps: int, warmup: int) -> dict:
         "zoo_step_s": seconds["zoo"],
         "reference_step_s": seconds["reference"],
         "params": sum(p.numel() for p in zoo.parameters()),
-        "matmul_params": matmul_params(zoo),
+        "matmul_params": matmul_parameters(zoo),
     }
 
 
@@ -350,17 +189,13 @@ def memory_probe(position: str, which: str, steps: int) -> dict:
     """Run in a fresh process: peak resident memory of `steps` training steps."""
     torch.set_num_threads(THREADS)
     torch.manual_seed(0)
-    model = zoo_model(position) if which == "zoo" else GPT(position)
+    model = zoo_model(position) if which == "zoo" else reference_model(position)
     opt = optimizer(model)
     data = batches(2)
     gc.collect()
     before = status_kib("VmRSS")
-    try:
-        with open("/proc/self/clear_refs", "w") as refs:
-            refs.write("5")  # reset the high-water mark to the current resident size
-        method = "VmHWM"
-    except OSError:
-        method = "ru_maxrss"
+    # reset the high-water mark to the current resident size
+    method = "VmHWM" if reset_high_water_mark() else "ru_maxrss"
     for i in range(steps):
         train_step(model, opt, *data[i % 2])
     peak = status_kib("VmHWM") if method == "VmHWM" else None
@@ -371,8 +206,8 @@ def memory_probe(position: str, which: str, steps: int) -> dict:
 
 
 def measure_memory(position: str, which: str, steps: int = 3) -> dict:
-    command = [sys.executable, os.path.abspath(__file__), "--memory-probe", f"{position}:{which}",
-               "--steps-per-repeat", str(steps)]
+    command = [sys.executable, "-m", "tzoo.recipes.bench.zoo_vs_gpt", "--memory-probe",
+               f"{position}:{which}", "--steps-per-repeat", str(steps)]
     result = subprocess.run(command, capture_output=True, text=True, check=True)
     return json.loads(result.stdout.strip().splitlines()[-1])
 
@@ -421,7 +256,8 @@ def markdown(results: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m tzoo.recipes.bench.zoo_vs_gpt",
+                                     description=__doc__.split("\n\n")[0])
     parser.add_argument("--positions", default="all",
                         help="'all' or a comma-separated list of: " + ", ".join(POSITIONS))
     parser.add_argument("--repeats", type=int, default=7)
@@ -446,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # The peak is measured before and after the models (a loaded machine lowers it; the best of
     # the two is the machine's capability, so MFU is not inflated by a contended measurement).
-    peaks = [matmul_peak()]
+    peaks = [matmul_peak_gflops()]
     print(f"fp32 matmul peak ({THREADS} threads): {peaks[0]['gflops']:.1f} GFLOP/s", flush=True)
     results: dict = {
         "settings": {"repeats": args.repeats, "steps_per_repeat": args.steps_per_repeat,
@@ -468,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
         results["variants"][position] = row
         print(f"{position:<11} {row['zoo_tokens_per_s']:>10,.0f} "
               f"{row['reference_tokens_per_s']:>10,.0f} {row['ratio']:>6.3f}", flush=True)
-    peaks.append(matmul_peak())
+    peaks.append(matmul_peak_gflops())
     peak = max(peaks, key=lambda p: p["gflops"])
     results["matmul_peak"] = {**peak, "measurements": [p["gflops"] for p in peaks]}
     for row in results["variants"].values():
