@@ -40,6 +40,8 @@ class TaskKind:
     sequence_length: Callable[[dict[str, Any], str], int]
     #: special tokens around that content (bos, separator, eos)
     special_tokens: Callable[[str], int]
+    #: trains on windows of `data.context` tokens (what a context-length sweep varies)
+    windowed: bool
 
 
 # ----------------------------------------------------------------------- language modelling
@@ -85,6 +87,7 @@ LM = TaskKind(
     supplies_prefix=lambda config, arch: config["task"]["objective"] == "prefix",
     sequence_length=lambda config, arch: int(config["data"]["context"]),
     special_tokens=lambda arch: 0,
+    windowed=True,
 )
 
 
@@ -118,6 +121,7 @@ TRANSLATION = TaskKind(
     supplies_prefix=lambda config, arch: arch == "decoder",  # the source is the prefix
     sequence_length=_pair_length,
     special_tokens=lambda arch: 3 if arch == "decoder" else 2,  # (sep) bos/eos
+    windowed=False,
 )
 
 

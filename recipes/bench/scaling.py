@@ -22,7 +22,7 @@ from tzoo.components import build_model
 from tzoo.components.errors import ConfigError
 from tzoo.recipes.data import prepare_data
 from tzoo.recipes.experiment import Experiment
-from tzoo.recipes.tasks import resolve_model
+from tzoo.recipes.tasks import resolve_model, task_kind
 
 from .memory import step_peak_bytes, tensor_bytes
 from .subjects import build_subject, random_tokens, with_overrides
@@ -71,7 +71,7 @@ def bench_scaling(experiment: Experiment, *, contexts: Sequence[int] = (128, 256
                   warmup: int = 1, echo: Callable[[str], None] = print) -> dict[str, Any]:
     seed = experiment.seeds[0]
     specs = [run for run in experiment.plan() if run.seed == seed]
-    if specs[0].config["task"]["name"] != "lm":
+    if not task_kind(specs[0].config).windowed:
         raise ConfigError("--scaling sweeps data.context: it needs a language-modelling "
                           "experiment (task.name: lm)")
     result: dict[str, Any] = {"experiment": experiment.name, "context": {}, "depth": {},
