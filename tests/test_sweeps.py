@@ -194,6 +194,16 @@ def test_two_workers_share_one_study(tmp_path, storage):
         assert len(load_study(url, "sw")["trials"]) == 6
 
 
+def test_a_worker_starts_without_a_runpy_warning():
+    """`python -m tzoo.sweeps.worker`, as --workers starts it: the package must not have
+    imported the worker module already (runpy warns, and runs a second copy of it)."""
+    done = subprocess.run([sys.executable, "-W", "error::RuntimeWarning", "-m",
+                           "tzoo.sweeps.worker", "--help"],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "RuntimeWarning" not in done.stderr and "usage:" in done.stdout
+
+
 def test_killed_worker_trial_is_failed_retried_and_resumed(tmp_path):
     # Long enough to kill mid-run: 400 steps, checkpoints every 5.
     tiny_experiment(tmp_path, steps=400, val_every=100)
