@@ -66,7 +66,8 @@ def build_report(run_dirs: Iterable[str | Path], out_dir: str | Path, *,
 
     `run_dirs` may name run directories, experiment directories or globs. `command` is shown
     verbatim in the header (the CLI passes its own command line; default: the equivalent
-    `tzoo report` call). `study`: an optuna.Study, a journal file path, or (path, study name).
+    `tzoo report` call). `study`: a sweep's results (see study.py): an optuna.Study, a runs
+    folder, journal, study.json or database URL, or (one of those, study name).
     `bench`: a `tzoo bench` JSON file (or its rows). `probes=False` skips loading checkpoints.
     `reference`: {axis: value} to compare each variant with (default: the experiment's
     `ablate.reference`, else the base).

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from tzoo.components.errors import ConfigError
 from tzoo.recipes.experiment import parse_override
+from tzoo.sweeps.results import RESULT_FILES
 
 from .build import build_report
 from .compare import compare
@@ -34,11 +35,12 @@ def default_out(paths: list[str]) -> Path:
     return REPORTS_ROOT / safe_name("+".join(experiments))
 
 
-def _found_beside(paths: list[str], name: str) -> Path | None:
-    """`name` (bench.json, study.journal) in the one experiment folder given, if there."""
+def _found_beside(paths: list[str], *names: str) -> Path | None:
+    """The first of `names` (bench.json; study.journal, study.json) in the one experiment
+    folder given, if there."""
     folders = [Path(p) for p in paths if Path(p).is_dir()]
-    if len(folders) == 1 and (folders[0] / name).is_file():
-        return folders[0] / name
+    if len(folders) == 1:
+        return next((folders[0] / n for n in names if (folders[0] / n).is_file()), None)
     return None
 
 
@@ -47,8 +49,8 @@ def report_command(paths: list[str], out: str | None, title: str | None,
                    reference: list[str] | None = None, *, probes: bool = True) -> int:
     """`tzoo report PATH... [--out DIR] [--title T] [--bench FILE] [--study JOURNAL[:NAME]]
     [--reference AXIS=VALUE ...] [--no-probes]`: build the report, print where it is. A `bench.json` written
-    by `tzoo bench` and a sweep's `study.journal` beside the runs are picked up without being
-    named."""
+    by `tzoo bench` and a sweep's results beside the runs (its `study.journal`, else its
+    `study.json`) are picked up without being named."""
     if not paths:
         raise ConfigError("tzoo report needs at least one run or experiment directory")
     out_dir = Path(out) if out else default_out(paths)
@@ -64,7 +66,8 @@ def report_command(paths: list[str], out: str | None, title: str | None,
         path, _, name = study.partition(":")
         study_input = (path, name) if name else path
     else:
-        study_input = _found_beside(paths, "study.journal")  # every study in it
+        # every study of the sweep these runs belong to: its storage, else its study.json
+        study_input = _found_beside(paths, *RESULT_FILES)
     report = build_report(paths, out_dir, title=title, command=_invocation(argv),
                           bench=bench_input, study=study_input, reference=reference_values,
                           probes=probes)

@@ -19,6 +19,8 @@ from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from tzoo.sweeps.results import IMPORTANCE_METHOD, StudyResult
+
 from .curves import band, grad_norm_layers, read_curves
 from .direction import direction_word
 from .runs import Run, VariantGroup
@@ -226,46 +228,36 @@ def grad_norms(groups: Sequence[VariantGroup], path: Path) -> Path | None:
     return _save(fig, path)
 
 
-def sweep_history(study: Any, path: Path) -> Path | None:
+def sweep_history(study: StudyResult, path: Path) -> Path | None:
     """Objective per completed trial and the best value so far."""
-    from optuna.trial import TrialState
-
-    trials = [t for t in study.trials if t.state == TrialState.COMPLETE and t.value is not None]
-    if not trials or len(study.directions) != 1:
+    history = study.history()
+    if not history:
         return None
-    minimise = study.direction.name == "MINIMIZE"
-    numbers = [t.number for t in trials]
-    values = [float(t.value) for t in trials]
-    best = np.minimum.accumulate(values) if minimise else np.maximum.accumulate(values)
+    numbers, values, best = zip(*history, strict=True)
     fig = _new(7, 4)
     ax = fig.subplots()
     ax.scatter(numbers, values, s=18, color=color(0), label="trial")
     ax.step(numbers, best, where="post", color=color(1), label="best so far")
     ax.set_xlabel("trial")
     ax.set_ylabel("objective")
-    ax.set_title(f"Optimisation history of '{study.study_name}' "
-                 f"({'minimise' if minimise else 'maximise'})", fontsize=10)
+    ax.set_title(f"Optimisation history of '{study.name}' "
+                 f"({'minimise' if study.direction == 'minimize' else 'maximise'})",
+                 fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     return _save(fig, path)
 
 
-def sweep_importances(study: Any, path: Path) -> tuple[Path | None, dict[str, float]]:
-    """fANOVA parameter importances as a horizontal bar chart (and the numbers)."""
-    import optuna
-
-    try:
-        importances = optuna.importance.get_param_importances(study)
-    except (ValueError, RuntimeError):
-        # Too few completed trials, or a single parameter value: nothing to attribute.
-        return None, {}
+def sweep_importances(importances: dict[str, float], path: Path) -> Path | None:
+    """A study's parameter importances (most important first) as a horizontal bar chart;
+    None when there are none."""
     if not importances:
-        return None, {}
+        return None
     names = list(importances)[::-1]  # most important on top
     fig = _new(7, 0.45 * len(names) + 1.5)
     ax = fig.subplots()
     ax.barh(names, [importances[n] for n in names], color=color(0))
-    ax.set_xlabel("importance (fANOVA, sums to 1)")
+    ax.set_xlabel(f"importance ({IMPORTANCE_METHOD}, sums to 1)")
     ax.set_title("Hyperparameter importances", fontsize=10)
     ax.grid(alpha=0.3, axis="x")
-    return _save(fig, path), dict(importances)
+    return _save(fig, path)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from tzoo.components.errors import ConfigError
+from tzoo.sweeps.results import IMPORTANCE_METHOD, StudyResult
 
 from . import fmt, plots
 from .direction import better, direction_word
@@ -389,22 +390,19 @@ def bench_section(rows: list[dict[str, Any]]) -> list[Block]:
     ]
 
 
-def sweep_section(study: Any, root: Path, plot_dir: Path, *, prefix: str = "",
+def sweep_section(study: StudyResult, root: Path, plot_dir: Path, *, prefix: str = "",
                   named: bool = False) -> list[Block]:
-    """Optimisation history, parameter importances and the best trial of an Optuna study
+    """Optimisation history, parameter importances and the best trial of a sweep's study
     (`named`: the heading names the study, for a report with several)."""
-    from optuna.trial import TrialState
-
-    complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
     blocks: list[Block] = [
-        Heading(2, f"Sweep: {study.study_name}" if named else "Sweep"),
-        Paragraph(f"Optuna study `{study.study_name}`: {len(study.trials)} trials, "
-                  f"{len(complete)} complete."),
+        Heading(2, f"Sweep: {study.name}" if named else "Sweep"),
+        Paragraph(f"Optuna study `{study.name}`: {study.n_trials} trials, "
+                  f"{study.n_completed} complete."),
     ]
-    if not complete:
+    if not study.n_completed:
         return blocks
-    if len(study.directions) == 1:
-        best = study.best_trial
+    best = study.best
+    if best is not None:
         blocks.append(Paragraph(f"Best trial #{best.number}: objective {fmt.num(best.value)}."))
         if best.params:
             blocks.append(Table(["parameter", "best value"],
@@ -414,13 +412,14 @@ def sweep_section(study: Any, root: Path, plot_dir: Path, *, prefix: str = "",
         blocks += [Heading(3, "Optimisation history"),
                    Image(_rel(history, root), "optimisation history",
                          "Objective of each completed trial and the best so far.")]
-    path, importances = plots.sweep_importances(study,
-                                                plot_dir / f"{prefix}sweep_importances.png")
+    importances = study.importances or {}
+    path = plots.sweep_importances(importances, plot_dir / f"{prefix}sweep_importances.png")
     if path is not None:
         blocks += [
             Heading(3, "Parameter importances"),
             Image(_rel(path, root), "parameter importances",
-                  "fANOVA importances (optuna.importance.get_param_importances)."),
+                  f"{IMPORTANCE_METHOD} importances "
+                  "(optuna.importance.get_param_importances)."),
             Table(["parameter", "importance"],
                   [[f"`{k}`", f"{v:.3f}"] for k, v in importances.items()], [False, True]),
         ]

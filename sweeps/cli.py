@@ -11,16 +11,14 @@ import argparse
 import sys
 
 import optuna
-from optuna.trial import TrialState
 
 from tzoo.components.errors import ConfigError
 from tzoo.recipes.runner import Interrupted
 
 from .export import export_best
 from .launch import run_workers
-from .spec import Sweep, load_sweep
-from .storage import StorageSpec
-from .study_data import write_study_json
+from .results import SweepResult, read_sweep, write_study_json
+from .spec import load_sweep
 from .worker import prepare, work
 
 
@@ -46,10 +44,11 @@ def sweep_command(args: argparse.Namespace) -> int:
     if code == 130:
         print("interrupted: running trials were checkpointed and queued again; run the same "
               "command to continue", file=sys.stderr)
-    print(f"study data: {write_study_json(sweep, storage)}")
-    _summary(sweep, storage)
+    result = read_sweep(sweep, storage)
+    print(f"study data: {write_study_json(result, sweep.runs_dir)}")
+    _summary(result)
     if args.export and code != 130:
-        written = export_best(sweep, storage, args.export)
+        written = export_best(sweep, result, args.export)
         for path in written:
             print(f"best trial exported: {path}  (run it: tzoo run {path})")
         if not written:
@@ -58,17 +57,14 @@ def sweep_command(args: argparse.Namespace) -> int:
     return code
 
 
-def _summary(sweep: Sweep, storage: StorageSpec) -> None:
-    opened = storage.open()
-    for spec in sweep.studies():
-        study = optuna.load_study(study_name=spec.name, storage=opened)
-        trials = study.get_trials(deepcopy=False)
-        counts = {s: sum(t.state == s for t in trials) for s in TrialState}
-        line = (f"  {spec.name}: {counts[TrialState.COMPLETE]} completed, "
-                f"{counts[TrialState.PRUNED]} pruned, {counts[TrialState.FAIL]} failed")
-        if counts[TrialState.COMPLETE]:
-            best = study.best_trial
+def _summary(result: SweepResult) -> None:
+    for study in result.studies:
+        counts = study.counts
+        line = (f"  {study.name}: {counts['COMPLETE']} completed, "
+                f"{counts['PRUNED']} pruned, {counts['FAIL']} failed")
+        if study.best is not None:
+            best = study.best
             params = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                                for k, v in best.params.items())
-            line += f"; best {sweep.metric} = {best.value:.4g} (trial {best.number}: {params})"
+            line += f"; best {result.metric} = {best.value:.4g} (trial {best.number}: {params})"
         print(line)

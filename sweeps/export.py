@@ -13,27 +13,25 @@ import re
 from pathlib import Path
 from typing import Any
 
-import optuna
 import yaml
-from optuna.trial import TrialState
 
 from tzoo.recipes import rundir
 from tzoo.recipes.experiment import set_dotted
 
+from .results import SweepResult
 from .spec import StudySpec, Sweep, expand
-from .storage import StorageSpec
 
 
-def export_best(sweep: Sweep, storage: StorageSpec, target: str | Path) -> list[Path]:
-    """Write one experiment file per study that has a completed trial; the paths written."""
-    opened = storage.open()
+def export_best(sweep: Sweep, result: SweepResult, target: str | Path) -> list[Path]:
+    """Write one experiment file per study that has a completed trial; the paths written.
+    `result`: the sweep's results, as `read_sweep` read them from its storage."""
+    studies = {study.name: study for study in result.studies}
     target = Path(target)
     written = []
     for spec in sweep.studies():
-        study = optuna.load_study(study_name=spec.name, storage=opened)
-        if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        best = studies[spec.name].best
+        if best is None:
             continue
-        best = study.best_trial
         values = {p.key: p.value(best.params[p.key]) for p in sweep.space}
         document = best_experiment(sweep, spec, values)
         path = target if not spec.fixed else target.with_name(

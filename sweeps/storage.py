@@ -19,9 +19,13 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import optuna
-from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock, JournalStorage
+if TYPE_CHECKING:
+    import optuna
+
+# Optuna is imported where a storage is opened, not here: naming a storage (and reading a
+# sweep's study.json snapshot, see results.py) needs none of it, and it is slow to import.
 
 JOURNAL = "study.journal"
 #: seconds after which a lock file left by a killed process is broken
@@ -51,6 +55,9 @@ class StorageSpec:
         return None
 
     def open(self) -> optuna.storages.BaseStorage:
+        import optuna
+        from optuna.storages.journal import JournalFileBackend, JournalStorage
+
         if self.journal is not None:
             self.journal.parent.mkdir(parents=True, exist_ok=True)
             return JournalStorage(JournalFileBackend(str(self.journal)))
@@ -75,6 +82,8 @@ def resolve_storage(value: str | None, runs_dir: Path) -> StorageSpec:
 @contextlib.contextmanager
 def admission_lock(spec: StorageSpec) -> Iterator[None]:
     """Hold the sweep's lock (none for a remote database)."""
+    from optuna.storages.journal import JournalFileOpenLock
+
     path = spec.lock_path
     if path is None:
         yield

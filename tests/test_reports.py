@@ -40,6 +40,7 @@ from tzoo.reports.probe_runner import probe_model, probe_run
 from tzoo.reports.runs import group_by_fingerprint, group_by_variant, load_run, load_runs
 from tzoo.reports.stats import ONE_SEED, summarise, welch
 from tzoo.reports.study import resolve_study
+from tzoo.sweeps.results import SweepResult, read_studies, write_study_json
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 IMAGE_LINK = re.compile(r"!\[[^\]]*\]\(([^)]+)\)")
@@ -478,6 +479,42 @@ def test_a_journal_with_several_studies_gets_a_section_each(tmp_path: Path) -> N
     assert len(histories) == len(set(histories)) == 2
     for link in histories:
         _assert_png(tmp_path / "out" / link)
+
+
+def test_a_sweep_report_reads_the_same_from_study_json_alone(tmp_path: Path,
+                                                             monkeypatch) -> None:
+    """study.json is the snapshot of a sweep's storage: `tzoo report` on runs whose folder
+    holds it and no journal draws the same sweep sections, without importing Optuna."""
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    journal = tmp_path / "study.journal"
+    storage = JournalStorage(JournalFileBackend(str(journal)))
+    for name, target in (("sw-pre", 0.01), ("sw-post", 0.001)):
+        study = optuna.create_study(study_name=name, storage=storage,
+                                    sampler=optuna.samplers.RandomSampler(seed=0))
+        study.optimize(lambda t, target=target: (t.suggest_float("lr", 1e-4, 1e-1, log=True)
+                                                 - target) ** 2
+                       + 0.01 * t.suggest_int("layers", 1, 4), n_trials=6)
+    experiment = make_experiment(tmp_path)
+    write_study_json(SweepResult(sweep="sw", metric="val/loss", direction="minimize",
+                                 per="model.placement", storage=str(journal),
+                                 space=["lr", "layers"], studies=read_studies(journal)),
+                     experiment)
+    from_storage = build_report([experiment], tmp_path / "storage", study=journal,
+                                probes=False).read_text()
+    monkeypatch.setitem(sys.modules, "optuna", None)  # `import optuna` fails from here on
+    out = tmp_path / "snapshot"
+    assert main(["report", str(experiment), "--out", str(out), "--no-probes"]) == 0
+    from_snapshot = (out / "report.md").read_text()
+    for name in ("sw-pre", "sw-post"):
+        section = _section(from_snapshot, f"Sweep: {name}")
+        assert section == _section(from_storage, f"Sweep: {name}")
+        assert "sweep_history.png" in section and "sweep_importances.png" in section
+        for link in IMAGE_LINK.findall(section):
+            _assert_png(out / link)
 
 
 def test_no_probes_flag_leaves_the_probe_section_out(tmp_path: Path) -> None:

@@ -24,7 +24,7 @@ from tzoo.cli import main
 from tzoo.components.errors import ConfigError
 from tzoo.recipes import rundir
 from tzoo.recipes.experiment import load_experiment
-from tzoo.sweeps import load_study, load_sweep
+from tzoo.sweeps import load_study, load_sweep, read_study
 from tzoo.sweeps.export import best_experiment
 from tzoo.sweeps.space import parse_space
 from tzoo.sweeps.storage import resolve_storage
@@ -114,9 +114,12 @@ def test_six_trials_complete_and_report_by_step(tmp_path):
     if len(completed) >= 2:
         assert set(entry["importances"]) == {"train.lr", "train.warmup"}
     # load_study reads study.json, the runs folder, or the storage itself: the same trials
-    for source in (tmp_path / "runs" / "sw", tmp_path / "runs" / "sw" / "study.journal"):
+    runs = tmp_path / "runs" / "sw"
+    for source in (runs, runs / "study.journal", runs / "study.json"):
         loaded = load_study(source, "sw")
         assert [t["value"] for t in loaded["trials"]] == [t["value"] for t in entry["trials"]]
+    # the snapshot is the storage's results exactly, importances included (deterministic)
+    assert read_study(runs / "study.json") == read_study(runs / "study.journal")
 
 
 def test_restart_runs_only_the_remainder(tmp_path, capsys):
@@ -189,6 +192,16 @@ def test_two_workers_share_one_study(tmp_path, storage):
     assert 1 <= len(workers) <= 2
     if url:
         assert len(load_study(url, "sw")["trials"]) == 6
+
+
+def test_a_worker_starts_without_a_runpy_warning():
+    """`python -m tzoo.sweeps.worker`, as --workers starts it: the package must not have
+    imported the worker module already (runpy warns, and runs a second copy of it)."""
+    done = subprocess.run([sys.executable, "-W", "error::RuntimeWarning", "-m",
+                           "tzoo.sweeps.worker", "--help"],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "RuntimeWarning" not in done.stderr and "usage:" in done.stdout
 
 
 def test_killed_worker_trial_is_failed_retried_and_resumed(tmp_path):
