@@ -161,6 +161,12 @@ class GroupedQueryAttention(Attention):
                  bias: bool = True, cross: bool = False):
         super().__init__(d_model, heads, kv_heads, dropout, bias, cross)
 
+    @classmethod
+    def example_arguments(cls, config) -> dict:
+        """Two query heads per key/value head (one key/value head for an odd head count, which
+        the default of 2 would not divide)."""
+        return {"kv_heads": config.heads // 2 if config.heads % 2 == 0 else 1}
+
 
 @ATTENTION.register("mqa")
 class MultiQueryAttention(Attention):

@@ -13,36 +13,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import ConfigError, unknown_choice
-from .families import (
-    ARCHITECTURES,
-    ATTENTION,
-    FFNS,
-    MASKS,
-    NORMS,
-    OUTPUTS,
-    PLACEMENTS,
-    POSITIONS,
-    RESIDUALS,
-)
-from .registry import Registry, _accepted_arguments, split_spec
+from .families import MASKS, MODEL_SUPPLIED, VARIANT_FIELDS
+from .registry import split_spec
 
 Spec = str | dict
-
-#: which registry checks which field
-VARIANT_FIELDS: dict[str, Registry] = {
-    "arch": ARCHITECTURES,
-    "position": POSITIONS,
-    "attention": ATTENTION,
-    "mask": MASKS,
-    "norm": NORMS,
-    "placement": PLACEMENTS,
-    "residual": RESIDUALS,
-    "ffn": FFNS,
-    "output": OUTPUTS,
-}
-#: arguments the model passes to variants itself (left out of "its arguments: ..." messages)
-MODEL_SUPPLIED = {"config", "d_model", "heads", "head_dim", "init_std", "causal", "dropout",
-                  "bias", "cross", "mult", "make_norm", "residual", "embedding"}
 
 
 @dataclass
@@ -136,16 +110,10 @@ class ModelConfig:
                 name, arguments = self.variant(field_name)
             except ConfigError as error:
                 raise error.located(key=f"{prefix}.{field_name}") from None
+            # unknown arguments are caught here, before anything is built, field named
+            registry.check_arguments(name, arguments, supplied=MODEL_SUPPLIED[field_name],
+                                     key=f"{prefix}.{field_name}")
             variant = registry.get(name)
-            accepted = _accepted_arguments(variant)
-            unknown = [a for a in arguments if accepted is not None and a not in accepted]
-            if unknown:  # caught here, before anything is built, with the field named
-                allowed = sorted((accepted or set()) - MODEL_SUPPLIED)
-                raise ConfigError(
-                    f"{registry.family} '{name}' has no argument '{unknown[0]}'; "
-                    f"its arguments: {', '.join(allowed) or '(none)'}",
-                    key=f"{prefix}.{field_name}",
-                )
             check = getattr(variant, "check", None)
             if callable(check):
                 try:

@@ -65,6 +65,12 @@ class PrefixMask(AttentionMask):
         self.length = None if length is None else int(length)
 
     @classmethod
+    def example_arguments(cls, config) -> dict:
+        """A short fixed prefix: without a length, `check` refuses the mask unless the task
+        supplies lengths per sequence."""
+        return {"length": 3}
+
+    @classmethod
     def check(cls, config, length: int | None = None, task_supplies_prefix: bool = False,
               **context) -> None:
         if length is None and not task_supplies_prefix:

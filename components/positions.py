@@ -234,10 +234,19 @@ class ALiBi(PositionEncoding):
         self.symmetric = symmetric
         self.register_buffer("slopes", alibi_slopes(heads), persistent=False)
 
+    @staticmethod
+    def _sees_both_ways(config) -> bool:
+        encoder_side = config.arch in ("encoder", "encoder_decoder")
+        return encoder_side or config.resolved_mask_name() == "bidirectional"
+
+    @classmethod
+    def example_arguments(cls, config) -> dict:
+        """`symmetric: true` where a query sees both ways, which `check` refuses without it."""
+        return {"symmetric": True} if cls._sees_both_ways(config) else {}
+
     @classmethod
     def check(cls, config, symmetric: bool = False, **context) -> None:
-        encoder_side = config.arch in ("encoder", "encoder_decoder")
-        if (encoder_side or config.resolved_mask_name() == "bidirectional") and not symmetric:
+        if cls._sees_both_ways(config) and not symmetric:
             raise ConfigError(
                 "ALiBi's bias depends only on |i - j|, so in a bidirectional encoder it cannot "
                 "tell left from right; use rotary or relative there, or say "

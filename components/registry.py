@@ -10,6 +10,18 @@ Names are a public contract: experiment files refer to them. A renamed variant k
 name through `aliases=` (resolved with a deprecation warning) so that old files still run.
 Third-party packages add variants through the ``tzoo.components`` entry-point group: each entry
 point is imported once, and registering happens as a side effect of the import.
+
+A variant's arguments are its constructor's keyword arguments (`accepted_arguments`); the caller
+supplies some (the model: d_model, heads, ...), a spec sets the others. A variant that some
+combinations refuse without an argument declares an example of it, a classmethod
+
+    @classmethod
+    def example_arguments(cls, context) -> dict: ...
+
+returning arguments with which it builds in `context` (for the model's families, the
+`ModelConfig` it is part of); ALiBi's is ``{"symmetric": True}`` in a bidirectional model.
+`Registry.example` turns it into a spec. The test suite builds every registered variant from
+these, so a new variant is covered by every family-wide test by writing its class alone.
 """
 
 from __future__ import annotations
@@ -17,7 +29,7 @@ from __future__ import annotations
 import fnmatch
 import inspect
 import warnings
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from importlib import metadata
 from typing import Any, Generic, TypeVar
@@ -67,6 +79,14 @@ class Registry(Generic[T]):
 
         return decorate
 
+    def unregister(self, name: str) -> type[T]:
+        """Remove variant `name` and its aliases, and return its class: for a variant that is
+        registered for a moment only (a test's, a notebook's)."""
+        if name not in self._entries:
+            raise ValueError(f"{self.family}: no variant is registered as '{name}'")
+        self._aliases = {alias: new for alias, new in self._aliases.items() if new != name}
+        return self._entries.pop(name).cls
+
     def names(self) -> list[str]:
         load_plugins()
         return sorted(self._entries)
@@ -97,6 +117,33 @@ class Registry(Generic[T]):
     def get(self, name: str, *, key: str | None = None) -> type[T]:
         return self._entries[self.resolve(name, key=key)].cls
 
+    def example(self, name: str, context: Any = None) -> str | dict[str, Any]:
+        """A spec of variant `name` that builds in `context`: the name alone, or a mapping with
+        the arguments its class's `example_arguments(context)` declares (see the module
+        docstring)."""
+        name = self.resolve(name)
+        declared = getattr(self._entries[name].cls, "example_arguments", None)
+        arguments = declared(context) if callable(declared) else {}
+        return {"name": name, **arguments} if arguments else name
+
+    def examples(self, context: Any = None) -> list[str | dict[str, Any]]:
+        """`example(name, context)` for every registered name, in `names()` order."""
+        return [self.example(name, context) for name in self.names()]
+
+    def check_arguments(self, name: str, arguments: Mapping[str, Any], *,
+                        supplied: Iterable[str] = (), key: str | None = None) -> None:
+        """Refuse `arguments` that variant `name` does not take: a `ConfigError` naming the first
+        and listing those it does take, less the ones the caller `supplied` itself."""
+        accepted = accepted_arguments(self.get(name, key=key))
+        unknown = [a for a in arguments if accepted is not None and a not in accepted]
+        if unknown:
+            allowed = sorted(set(accepted or ()) - set(supplied))
+            raise ConfigError(
+                f"{self.family} '{name}' has no argument '{unknown[0]}'; "
+                f"its arguments: {', '.join(allowed) or '(none)'}",
+                key=key,
+            )
+
     def build(self, spec: str | Mapping[str, Any], *, key: str | None = None, **context: Any) -> T:
         """Instantiate a variant from a name or a mapping ``{name: ..., **arguments}``.
 
@@ -104,16 +151,10 @@ class Registry(Generic[T]):
         win over it. Arguments the variant does not accept are an error, named.
         """
         name, arguments = split_spec(spec, key=key)
-        cls = self.get(name, key=key)
-        accepted = _accepted_arguments(cls)
-        unknown = [a for a in arguments if accepted is not None and a not in accepted]
-        if unknown:
-            allowed = sorted(a for a in (accepted or ()) if a not in context)
-            raise ConfigError(
-                f"{self.family} '{name}' has no argument '{unknown[0]}'; "
-                f"its arguments: {', '.join(allowed) or '(none)'}",
-                key=key,
-            )
+        name = self.resolve(name, key=key)
+        self.check_arguments(name, arguments, supplied=context, key=key)
+        cls = self._entries[name].cls
+        accepted = accepted_arguments(cls)
         usable = {k: v for k, v in context.items() if accepted is None or k in accepted}
         try:
             return cls(**{**usable, **arguments})
@@ -141,8 +182,9 @@ def spec_name(spec: str | Mapping[str, Any]) -> str:
     return split_spec(spec)[0]
 
 
-def _accepted_arguments(cls: type) -> set[str] | None:
-    """The keyword arguments `cls` accepts, or None when it takes **kwargs."""
+def accepted_arguments(cls: type) -> set[str] | None:
+    """The keyword arguments a variant class `cls` accepts (its constructor's), or None when it
+    takes ``**kwargs`` (then any argument is accepted)."""
     parameters = inspect.signature(cls.__init__).parameters.values()
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
         return None

@@ -10,24 +10,21 @@ from __future__ import annotations
 
 import pytest
 import torch
+from variants import combinations, model_config, names
 
-from tzoo.components import ModelConfig, build_model
-from tzoo.components.families import POSITIONS
+from tzoo.components import build_model
 
 VOCAB, LENGTH = 32, 7
-ATTENTIONS = {"mha": "mha", "gqa": {"name": "gqa", "kv_heads": 2}, "mqa": "mqa"}
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _model(position, *, arch="decoder", attention="mha", mask=None):
-    if position == "alibi" and (arch != "decoder" or mask == "bidirectional"):
-        position = {"name": "alibi", "symmetric": True}
     torch.manual_seed(0)
-    config = ModelConfig(arch=arch, vocab_size=VOCAB, d_model=32, layers=2, heads=4,
-                         attention=ATTENTIONS[attention], mask=mask, position=position,
-                         max_len=16, init_std=0.3)
+    config = model_config(arch=arch, vocab_size=VOCAB, d_model=32, layers=2, heads=4,
+                          attention=attention, mask=mask, position=position, max_len=16,
+                          init_std=0.3)
     return build_model(config).eval()
 
 
@@ -56,15 +53,10 @@ def _outputs_of_attention(model) -> tuple[list, list]:
     return records, handles
 
 
-@pytest.mark.parametrize("attention", list(ATTENTIONS))
-@pytest.mark.parametrize(
-    "position,mask",
-    [(p, m) for p in POSITIONS.names() for m in ("causal", "prefix", "bidirectional")
-     if (p, m) != ("none", "bidirectional")],  # that one is refused (a bag-of-words model)
-)
+@pytest.mark.parametrize("attention", names("attention"))
+@pytest.mark.parametrize("position,mask", combinations("position", "mask"))
 def test_decoder_only_maps_are_the_fused_paths(position, attention, mask):
-    mask_spec = {"name": "prefix", "length": 3} if mask == "prefix" else mask
-    model = _model(position, attention=attention, mask=mask_spec)
+    model = _model(position, attention=attention, mask=mask)
     tokens = _tokens()
 
     records, handles = _outputs_of_attention(model)
@@ -78,12 +70,10 @@ def test_decoder_only_maps_are_the_fused_paths(position, attention, mask):
 
     torch.testing.assert_close(logits, fused, atol=1e-5, rtol=0)
     assert len(maps) == 2
+    # who sees whom is the mask's own word (test_components_masks holds each mask to it)
     q = torch.arange(LENGTH)
-    visible = torch.ones(1, LENGTH, LENGTH, dtype=torch.bool)
-    if mask != "bidirectional":
-        visible = (q[None, :] <= q[:, None])[None]
-        if mask == "prefix":
-            visible = visible | (q < 3)[None, None, :]
+    allowed = model.mask.allowed(q, q)
+    visible = torch.ones(1, LENGTH, LENGTH, dtype=torch.bool) if allowed is None else allowed[0]
     _check_probabilities(maps, visible)
 
     # Each layer's output is out(maps @ values): the maps are what the fused path computed.
@@ -101,8 +91,7 @@ def test_decoder_only_maps_are_the_fused_paths(position, attention, mask):
 
 @pytest.mark.parametrize(
     "position,arch",
-    [(p, "decoder") for p in POSITIONS.names()]
-    + [(p, "encoder") for p in POSITIONS.names() if p != "none"],
+    [(p, arch) for arch in ("decoder", "encoder") for p in names("position", arch=arch)],
 )
 def test_padding_hides_keys_in_the_maps(position, arch):
     """Right padding in an encoder, left padding in a decoder (the first real token sees no
@@ -131,7 +120,7 @@ def test_padding_hides_keys_in_the_maps(position, arch):
         assert parameter.grad is None or torch.isfinite(parameter.grad).all(), name
 
 
-@pytest.mark.parametrize("position", POSITIONS.names())
+@pytest.mark.parametrize("position", names("position", arch="encoder_decoder"))
 def test_encoder_decoder_maps(position):
     model = _model(position, arch="encoder_decoder")
     source, target = _tokens(length=6), _tokens(length=5, seed=1)

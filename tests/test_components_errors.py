@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from variants import FIELDS, names
 
 from tzoo.components import ConfigError, ModelConfig, build_model
-from tzoo.components.config import VARIANT_FIELDS
 
 TINY = dict(vocab_size=16, d_model=16, heads=4, layers=1, max_len=16)
 
@@ -20,12 +20,12 @@ def _error(**values) -> ConfigError:
     return error.value
 
 
-@pytest.mark.parametrize("field", sorted(VARIANT_FIELDS))
+@pytest.mark.parametrize("field", sorted(FIELDS))
 def test_unknown_variant_names_every_allowed_value(field):
     error = _error(**{field: "no_such_variant"})
     assert error.key == f"model.{field}"
     assert "'no_such_variant'" in str(error)
-    for name in VARIANT_FIELDS[field].names():
+    for name in names(field):
         assert name in str(error), f"{field}: allowed value {name} not listed"
 
 
@@ -64,6 +64,11 @@ def test_unknown_variant_argument_names_the_field_and_argument():
     error = _error(position={"name": "rotary", "bse": 500.0})
     assert "'bse'" in str(error) and "base" in str(error)
     assert error.key == "model.position"
+    # what the model passes itself is left out: the norm gets d_model, but never `bias`
+    error = _error(norm={"name": "layernorm", "epsilon": 1e-6})
+    assert str(error).endswith("its arguments: bias, eps")
+    error = _error(position={"name": "learned", "size": 8})
+    assert str(error).endswith("its arguments: max_len")  # a default a spec may override
 
 
 def test_learned_positions_without_max_len():

@@ -11,31 +11,27 @@ from __future__ import annotations
 
 import pytest
 import torch
+from variants import model_config, names
 
-from tzoo.components import ModelConfig, beam_search, build_model, generate
-from tzoo.components.families import POSITIONS
+from tzoo.components import beam_search, build_model, generate
 
 VOCAB, BOS, STEPS = 48, 1, 10
 TOLERANCE = 1e-5
+#: a prefix mask whose lengths the caller gives per sequence (`prefix_lengths`)
+SUPPLIED_PREFIX = {"name": "prefix"}
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-def _position_for(position: str, arch: str):
-    if position == "alibi" and arch == "encoder_decoder":
-        return {"name": "alibi", "symmetric": True}  # the encoder side is bidirectional
-    return position
 
 
 def _model(arch: str, position: str, *, attention="mha", mask=None, seed=0, **overrides):
     torch.manual_seed(seed)
     values = dict(
         arch=arch, vocab_size=VOCAB, d_model=32, layers=2, heads=4, attention=attention,
-        mask=mask, position=_position_for(position, arch), max_len=64, init_std=0.2,
+        mask=mask, position=position, max_len=64, init_std=0.2,
     )
     values.update(overrides)
-    return build_model(ModelConfig(**values), task_supplies_prefix=True).eval()
+    return build_model(model_config(**values), task_supplies_prefix=True).eval()
 
 
 def _prompt(batch=2, length=5, seed=1):
@@ -50,16 +46,15 @@ def _assert_same(model, **kwargs):
     return cached_tokens
 
 
-@pytest.mark.parametrize("attention", ["mha", {"name": "gqa", "kv_heads": 2}, "mqa"],
-                         ids=["mha", "gqa", "mqa"])
-@pytest.mark.parametrize("position", POSITIONS.names())
+@pytest.mark.parametrize("attention", names("attention"))
+@pytest.mark.parametrize("position", names("position"))
 def test_decoder_only_cache_matches_recomputation(position, attention):
     model = _model("decoder", position, attention=attention)
     tokens = _assert_same(model, prompt=_prompt(), max_new_tokens=STEPS)
     assert tokens.shape == (2, STEPS)
 
 
-@pytest.mark.parametrize("position", POSITIONS.names())
+@pytest.mark.parametrize("position", names("position", arch="encoder_decoder"))
 def test_encoder_decoder_cache_matches_recomputation(position):
     model = _model("encoder_decoder", position, decoder_layers=3)
     source = _prompt(length=7)
@@ -71,12 +66,12 @@ def test_encoder_decoder_cache_matches_recomputation(position):
     _assert_same(model, source=source, bos_id=BOS, max_new_tokens=STEPS)
 
 
-@pytest.mark.parametrize("position", POSITIONS.names())
+@pytest.mark.parametrize("position", names("position", mask="prefix"))
 def test_prefix_mask_cache_matches_recomputation(position):
     """A fixed-length prefix covered by the prompt, and per-sequence `prefix_lengths`."""
     fixed = _model("decoder", position, mask={"name": "prefix", "length": 4})
     _assert_same(fixed, prompt=_prompt(length=6), max_new_tokens=STEPS)
-    supplied = _model("decoder", position, mask="prefix")
+    supplied = _model("decoder", position, mask=SUPPLIED_PREFIX)
     _assert_same(supplied, prompt=_prompt(length=6), prefix_lengths=torch.tensor([3, 6]),
                  max_new_tokens=STEPS)
 
@@ -100,10 +95,12 @@ def test_eos_stops_and_pads_alike():
     assert cached[0, 0] == eos and (cached[0, 1:] == 0).all()
 
 
-@pytest.mark.parametrize("position", ["learned", "rotary", "alibi", "relative"])
-@pytest.mark.parametrize("arch", ["decoder", "encoder_decoder"])
+@pytest.mark.parametrize(
+    "arch,position",
+    [(arch, p) for arch in ("decoder", "encoder_decoder") for p in names("position", arch=arch)],
+)
 def test_beam_search_cache_matches_recomputation(arch, position):
-    model = _model(arch, position, attention={"name": "gqa", "kv_heads": 2})
+    model = _model(arch, position, attention="gqa")
     if arch == "decoder":
         inputs = dict(prompt=_prompt())
     else:
@@ -116,7 +113,7 @@ def test_beam_search_cache_matches_recomputation(arch, position):
 
 
 def test_beam_search_with_prefix_lengths_matches_recomputation():
-    model = _model("decoder", "relative", mask="prefix")
+    model = _model("decoder", "relative", mask=SUPPLIED_PREFIX)
     kwargs = dict(prompt=_prompt(length=6), prefix_lengths=torch.tensor([2, 6]), beam_size=3,
                   max_new_tokens=STEPS)
     assert torch.equal(beam_search(model, **kwargs), beam_search(model, use_cache=False, **kwargs))
@@ -135,7 +132,7 @@ def test_cached_generation_refuses_a_prefix_longer_than_the_prompt():
     fixed = _model("decoder", "rotary", mask={"name": "prefix", "length": 8})
     with pytest.raises(ValueError, match="extends past the prompt"):
         generate(fixed, _prompt(length=4), max_new_tokens=STEPS)
-    supplied = _model("decoder", "rotary", mask="prefix")
+    supplied = _model("decoder", "rotary", mask=SUPPLIED_PREFIX)
     with pytest.raises(ValueError, match="extends past the prompt"):
         beam_search(supplied, _prompt(length=4), prefix_lengths=torch.tensor([2, 6]),
                     max_new_tokens=STEPS)

@@ -10,7 +10,8 @@ The factors are read from the registries at collection time, so a newly register
 covered automatically.
 
 Pairs that no valid configuration can hold are refused by validation on purpose; the test
-checks that those are exactly the documented ones, and that each of them raises `ConfigError`.
+checks that those are exactly the documented ones (`REFUSED_PAIRS` in tests/variants.py), and
+that each of them raises `ConfigError`.
 """
 
 from __future__ import annotations
@@ -21,41 +22,15 @@ import random
 import pytest
 import torch
 import torch.nn.functional as F
+from variants import FIELDS, REFUSED_PAIRS, chosen, model_config, names
 
 from tzoo.components import ConfigError, ModelConfig, build_model
-from tzoo.components.families import (
-    ARCHITECTURES,
-    ATTENTION,
-    FFNS,
-    MASKS,
-    NORMS,
-    OUTPUTS,
-    PLACEMENTS,
-    POSITIONS,
-    RESIDUALS,
-)
 
 VOCAB = 24
 FACTORS: dict[str, list] = {
-    "arch": ARCHITECTURES.names(),
-    "position": POSITIONS.names(),
-    "attention": ATTENTION.names(),
-    "mask": MASKS.names(),
-    "norm": NORMS.names(),
-    "placement": PLACEMENTS.names(),
-    "residual": RESIDUALS.names(),
-    "ffn": FFNS.names(),
-    "output": OUTPUTS.names(),
+    **{field: names(field) for field in FIELDS},
     "bias": [True, False],
     "dropout": [0.0, 0.1],
-}
-#: pairs refused by design (factor names in sorted order, as `all_pairs` keys them): a
-#: bag-of-words model, and an encoder-decoder whose decoder would see ahead
-EXPECTED_IMPOSSIBLE = {
-    (("mask", "bidirectional"), ("position", "none")),
-    (("arch", "encoder_decoder"), ("mask", "bidirectional")),
-    # The decoder of an encoder-decoder is causal: a prefix there would leak target tokens.
-    (("arch", "encoder_decoder"), ("mask", "prefix")),
 }
 
 
@@ -63,18 +38,10 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def config_for(row: dict) -> ModelConfig:
-    """The model a row of factor values describes (arguments where a variant needs them)."""
-    bidirectional_somewhere = row["arch"] != "decoder" or row["mask"] == "bidirectional"
-    position = row["position"]
-    if position == "alibi" and bidirectional_somewhere:
-        position = {"name": "alibi", "symmetric": True}
-    attention = {"name": "gqa", "kv_heads": 2} if row["attention"] == "gqa" else row["attention"]
-    mask = {"name": "prefix", "length": 3} if row["mask"] == "prefix" else row["mask"]
-    return ModelConfig(
-        arch=row["arch"], vocab_size=VOCAB, d_model=16, layers=1, decoder_layers=2, heads=4,
-        attention=attention, mask=mask, position=position, max_len=16, norm=row["norm"],
-        placement=row["placement"], residual=row["residual"], ffn=row["ffn"], ffn_mult=2.0,
-        output=row["output"], dropout=row["dropout"], bias=row["bias"],
+    """The model a row of factor values describes (each variant with its example arguments)."""
+    return model_config(
+        vocab_size=VOCAB, d_model=16, layers=1, decoder_layers=2, heads=4, max_len=16,
+        ffn_mult=2.0, **row,
     )
 
 
@@ -138,10 +105,8 @@ def test_covering_array_covers_every_possible_pair():
 
 
 def test_only_the_documented_pairs_are_impossible():
-    assert IMPOSSIBLE == EXPECTED_IMPOSSIBLE
-    base = dict(arch="decoder", position="rotary", attention="mha", mask="causal",
-                norm="layernorm", placement="pre", residual="add", ffn="gelu", output="tied",
-                bias=True, dropout=0.0)
+    assert IMPOSSIBLE == REFUSED_PAIRS
+    base = {**chosen(ModelConfig()), "bias": True, "dropout": 0.0}  # the defaults build
     for (a, x), (b, y) in IMPOSSIBLE:
         with pytest.raises(ConfigError):
             build_model(config_for({**base, a: x, b: y}))

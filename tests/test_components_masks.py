@@ -1,7 +1,8 @@
 """Who sees whom: causal, prefix and bidirectional masks, through the whole model.
 
-Full cross product of position × placement × residual × feed-forward × attention (mha, gqa, mqa)
-for every mask (135 tiny models per position and mask, a few milliseconds each; every
+Full cross product of the registered positions × placements × residuals × feed-forwards ×
+attentions for every mask (today 135 tiny models per position and mask, a few milliseconds each;
+variants with the example arguments their classes declare, see tests/variants.py; every
 changed sequence rides in the same batch, so each model runs forward once). The models run in
 float64 with weights drawn at a large scale (and ReZero's α set to 1/2), so that "unchanged"
 can be checked to 1e-9 and "changed" is far above rounding. One CPU thread: at these sizes
@@ -10,39 +11,31 @@ threads only add synchronisation (and contention on a shared machine).
 
 from __future__ import annotations
 
-import itertools
-
 import pytest
 import torch
+from variants import combinations, model_config, names
 
 from tzoo.components import ConfigError, ModelConfig, build_model
-from tzoo.components.families import ATTENTION, FFNS, PLACEMENTS, POSITIONS, RESIDUALS
+from tzoo.components.families import MASKS
 
 VOCAB, LENGTH, PREFIX = 32, 8, 4
 UNCHANGED, CHANGED = 1e-9, 1e-6
-ATTENTIONS = {"mha": "mha", "gqa": {"name": "gqa", "kv_heads": 2}, "mqa": "mqa"}
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def _attention_spec(name: str):
-    return ATTENTIONS.get(name, name)
-
-
-def _rest() -> list[tuple[str, str, str, str]]:
+def _rest() -> list[tuple[str, ...]]:
     """(placement, residual, ffn, attention) for every registered combination."""
-    return list(itertools.product(
-        PLACEMENTS.names(), RESIDUALS.names(), FFNS.names(), ATTENTION.names()
-    ))
+    return combinations("placement", "residual", "ffn", "attention")
 
 
 def _model(position, mask, placement, residual, ffn, attention, arch="decoder",
            task_supplies_prefix=False):
-    config = ModelConfig(
-        arch=arch, vocab_size=VOCAB, d_model=16, layers=2, heads=4,
-        attention=_attention_spec(attention), mask=mask, position=position, max_len=LENGTH,
-        placement=placement, residual=residual, ffn=ffn, ffn_mult=2.0,
+    config = model_config(
+        arch=arch, vocab_size=VOCAB, d_model=16, layers=2, heads=4, attention=attention,
+        mask=mask, position=position, max_len=LENGTH, placement=placement, residual=residual,
+        ffn=ffn, ffn_mult=2.0,
     )
     model = build_model(config, task_supplies_prefix=task_supplies_prefix).double().eval()
     generator = torch.Generator().manual_seed(0)
@@ -77,19 +70,46 @@ def _tokens() -> torch.Tensor:
     return torch.randint(0, VOCAB, (1, LENGTH), generator=torch.Generator().manual_seed(1))
 
 
-@pytest.mark.parametrize("position", POSITIONS.names())
-def test_causal_mask_hides_the_future(position):
+def test_mask_matrices_written_out():
+    """Who may see whom, by the masks' own `allowed` (the attention-map tests take it as each
+    mask's word; the tests below hold the whole model to it)."""
+    q = torch.arange(5)
+    causal = torch.tensor([[1, 0, 0, 0, 0],
+                           [1, 1, 0, 0, 0],
+                           [1, 1, 1, 0, 0],
+                           [1, 1, 1, 1, 0],
+                           [1, 1, 1, 1, 1]], dtype=torch.bool)
+    assert torch.equal(MASKS.build("causal").allowed(q, q), causal[None, None])
+    assert MASKS.build("bidirectional").allowed(q, q) is None  # everything is visible
+    prefix = torch.tensor([[1, 1, 1, 0, 0],
+                           [1, 1, 1, 0, 0],
+                           [1, 1, 1, 0, 0],
+                           [1, 1, 1, 1, 0],
+                           [1, 1, 1, 1, 1]], dtype=torch.bool)
+    assert torch.equal(MASKS.build({"name": "prefix", "length": 3}).allowed(q, q),
+                       prefix[None, None])
+    per_sequence = MASKS.build("prefix").allowed(q, q, prefix_lengths=torch.tensor([3, 1]))
+    assert torch.equal(per_sequence, torch.stack((prefix, causal))[:, None])
+
+
+def _each_change(position, mask, changes: list[int]):
+    """(block layout, changed token, how far each output moved) for every layout of `_rest`."""
     tokens = _tokens()
     for rest in _rest():
-        model = _model(position, "causal", *rest)
-        changes = [1, LENGTH // 2, LENGTH - 2]
-        for t, difference in zip(changes, _differences(model, tokens, changes), strict=True):
-            where = f"{position}, {rest}, token {t} changed"
-            assert difference[:t].max() <= UNCHANGED, f"{where}: the past moved {difference}"
-            assert difference[t] > CHANGED, f"{where}: position {t} ignored its own token"
+        moved = _differences(_model(position, mask, *rest), tokens, changes)
+        for t, difference in zip(changes, moved, strict=True):
+            yield rest, t, difference
 
 
-@pytest.mark.parametrize("position", POSITIONS.names())
+@pytest.mark.parametrize("position", names("position", mask="causal"))
+def test_causal_mask_hides_the_future(position):
+    for rest, t, difference in _each_change(position, "causal", [1, LENGTH // 2, LENGTH - 2]):
+        where = f"{position}, {rest}, token {t} changed"
+        assert difference[:t].max() <= UNCHANGED, f"{where}: the past moved {difference}"
+        assert difference[t] > CHANGED, f"{where}: position {t} ignored its own token"
+
+
+@pytest.mark.parametrize("position", names("position", mask="prefix"))
 def test_prefix_mask_is_bidirectional_inside_the_prefix_and_causal_after(position):
     tokens = _tokens()
     for rest in _rest():
@@ -104,28 +124,20 @@ def test_prefix_mask_is_bidirectional_inside_the_prefix_and_causal_after(positio
         assert difference[t:].min() > CHANGED, f"{where}: later positions blind {difference}"
 
 
-def _bidirectional_position(position: str):
-    return {"name": "alibi", "symmetric": True} if position == "alibi" else position
-
-
-@pytest.mark.parametrize("position", [p for p in POSITIONS.names() if p != "none"])
+@pytest.mark.parametrize("position", names("position", mask="bidirectional"))
 def test_bidirectional_mask_sees_both_sides(position):
-    tokens = _tokens()
-    for rest in _rest():
-        model = _model(_bidirectional_position(position), "bidirectional", *rest)
-        changes = [0, LENGTH // 2, LENGTH - 1]
-        for t, difference in zip(changes, _differences(model, tokens, changes), strict=True):
-            assert (difference > CHANGED).all(), f"{position}, {rest}, {t}: {difference}"
+    changes = [0, LENGTH // 2, LENGTH - 1]
+    for rest, t, difference in _each_change(position, "bidirectional", changes):
+        assert (difference > CHANGED).all(), f"{position}, {rest}, {t}: {difference}"
 
 
-@pytest.mark.parametrize("position", [p for p in POSITIONS.names() if p != "none"])
+@pytest.mark.parametrize("position", names("position", arch="encoder"))
 def test_encoder_default_mask_is_bidirectional(position):
     """An encoder (mask left to the architecture) sees both sides; one block layout suffices:
     the mask is the same object as the decoder's explicit bidirectional one above."""
     tokens = _tokens()
-    for placement in PLACEMENTS.names():
-        model = _model(_bidirectional_position(position), None, placement, "add", "gelu", "gqa",
-                       arch="encoder")
+    for placement in names("placement"):
+        model = _model(position, None, placement, "add", "gelu", "gqa", arch="encoder")
         assert (_differences(model, tokens, [0, LENGTH - 1]) > CHANGED).all()
 
 

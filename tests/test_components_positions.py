@@ -6,8 +6,9 @@ import math
 
 import pytest
 import torch
+from variants import combinations, model_config, names
 
-from tzoo.components import ConfigError, ContextTooLong, ModelConfig, build_model
+from tzoo.components import ConfigError, ContextTooLong, build_model
 from tzoo.components.families import POSITIONS
 from tzoo.components.positions import alibi_slopes, relative_buckets
 
@@ -148,7 +149,7 @@ def _tiny(position, **overrides):
     values = dict(vocab_size=32, d_model=16, layers=2, heads=2, position=position,
                   max_len=TRAINING_LENGTH)
     values.update(overrides)
-    return build_model(ModelConfig(**values)).eval()
+    return build_model(model_config(**values)).eval()
 
 
 def test_learned_positions_refuse_sequences_beyond_max_len():
@@ -172,20 +173,23 @@ def test_learned_positions_refuse_to_generate_past_max_len():
             model(torch.zeros(1, 1, dtype=torch.long), state=state)
 
 
-@pytest.mark.parametrize(
-    "position,arch",
-    [(p, a) for p in ("none", "sinusoidal", "rotary", "alibi", "relative")
-     for a in ("decoder", "encoder", "encoder_decoder")
-     if (p, a) != ("none", "encoder")],  # refused by validation (see test_components_masks)
-)
-def test_extrapolating_positions_run_at_four_times_the_training_length(position, arch):
-    if arch != "decoder" and position == "alibi":
-        position = {"name": "alibi", "symmetric": True}
+@pytest.mark.parametrize("position,arch", combinations("position", "arch"))
+def test_at_four_times_the_training_length_positions_extrapolate_or_refuse(position, arch):
+    """Every variant either runs far past the length it was built for, or says what it covers
+    (`max_positions`) and refuses beyond it by name (a learned table)."""
     model = _tiny(position, arch=arch)
-    assert model.max_positions is None
     tokens = torch.randint(0, 32, (2, 4 * TRAINING_LENGTH))
+
+    def forward() -> torch.Tensor:
+        return model(tokens, tokens) if arch == "encoder_decoder" else model(tokens)
+
     with torch.no_grad():
-        logits = model(tokens, tokens) if arch == "encoder_decoder" else model(tokens)
+        if model.max_positions is not None:
+            assert model.max_positions == TRAINING_LENGTH
+            with pytest.raises(ContextTooLong):
+                forward()
+            return
+        logits = forward()
     assert logits.shape == (2, 4 * TRAINING_LENGTH, 32)
     assert torch.isfinite(logits).all()
 
@@ -202,16 +206,15 @@ def test_sinusoidal_waves_have_the_papers_frequencies():
     assert math.isclose(default.scale, 0.02 * math.sqrt(2))
 
 
-@pytest.mark.parametrize("position", ["none", "sinusoidal", "learned", "rotary", "alibi",
-                                      "relative"])
+@pytest.mark.parametrize("position", names("position"))
 def test_forward_is_one_graph_without_syncs(position):
     """No variant reads a tensor back to size or check its tables (the model announces the
     length as an int, `reserve`): a GPU never waits for it, and torch.compile captures the
     whole forward as one graph."""
     import torch._dynamo as dynamo
 
-    model = build_model({"vocab_size": 20, "d_model": 16, "layers": 2, "heads": 2,
-                         "position": position, "max_len": 32})
+    model = build_model(model_config(vocab_size=20, d_model=16, layers=2, heads=2,
+                                     position=position, max_len=32))
     explained = dynamo.explain(model)(torch.randint(0, 20, (2, 12)))
     dynamo.reset()
     assert explained.graph_break_count == 0, [str(b.reason)[:200]

@@ -5,13 +5,16 @@ from __future__ import annotations
 import sys
 import textwrap
 import types
+from collections import defaultdict
 from importlib import metadata
 
 import pytest
 import torch
+from variants import model_config, names
 
 import tzoo.components.registry as registry_module
 from tzoo.components import (
+    ARCHITECTURES,
     REGISTRIES,
     ConfigError,
     ModelConfig,
@@ -19,8 +22,16 @@ from tzoo.components import (
     build_model,
     list_variants,
 )
-from tzoo.components.families import ATTENTION, NORMS, POSITIONS
+from tzoo.components.families import (
+    ATTENTION,
+    MASKS,
+    MODEL_SUPPLIED,
+    NORMS,
+    POSITIONS,
+    VARIANT_FIELDS,
+)
 from tzoo.components.positions import NoPosition, Rotary
+from tzoo.components.registry import accepted_arguments
 
 
 @pytest.fixture
@@ -129,6 +140,60 @@ def test_list_variants_filters_by_pattern():
     assert len(everything) == sum(len(r.names()) for r in REGISTRIES.values())
     for _, _, summary in everything:
         assert summary and "\n" not in summary and len(summary) <= 110
+
+
+def test_accepted_arguments_are_the_constructors(scratch):
+    assert accepted_arguments(Rotary) == {"head_dim", "base"}
+    assert accepted_arguments(scratch.get("round")) == {"size", "colour"}
+    assert accepted_arguments(scratch.get("square")) is None  # **kwargs: anything goes
+
+
+def test_unregister_removes_a_variant_and_its_aliases(scratch):
+    round_class = scratch.unregister("round")
+    assert round_class.__name__ == "Round"
+    assert "round" not in scratch and "circle" not in scratch and scratch.names() == ["square"]
+    scratch.register("round", aliases=("circle",))(round_class)  # both names are free again
+    assert scratch.get("round") is round_class
+    with pytest.raises(ValueError, match="no variant is registered as 'oval'"):
+        scratch.unregister("oval")
+
+
+def test_examples_carry_the_arguments_a_variant_declares(scratch):
+    assert scratch.examples() == ["round", "square"]  # nothing declared: the bare names
+    decoder, encoder = ModelConfig(heads=4), ModelConfig(arch="encoder", heads=4)
+    assert POSITIONS.example("alibi", decoder) == "alibi"  # causal: no argument needed
+    assert POSITIONS.example("alibi", encoder) == {"name": "alibi", "symmetric": True}
+    assert ATTENTION.example("gqa", decoder) == {"name": "gqa", "kv_heads": 2}
+    assert ATTENTION.example("gqa", ModelConfig(heads=3)) == {"name": "gqa", "kv_heads": 1}
+    assert MASKS.example("prefix", decoder) == {"name": "prefix", "length": 3}
+    assert POSITIONS.examples(encoder) == [POSITIONS.example(n, encoder) for n in POSITIONS.names()]
+    with pytest.warns(DeprecationWarning):
+        assert POSITIONS.example("rope", decoder) == "rotary"  # under its current name
+
+
+def test_model_supplied_is_what_the_model_passes(monkeypatch):
+    """What config validation leaves out of a variant's listed arguments is exactly what
+    model.py passes that family's variants itself (and a position's `max_len`, a default that a
+    spec may override, which stays listed)."""
+    field_of = {registry.family: field for field, registry in VARIANT_FIELDS.items()}
+    passed: dict[str, set[str]] = defaultdict(set)
+    build = Registry.build
+
+    def spy(self, spec, *, key=None, **context):
+        passed[field_of[self.family]] |= set(context)
+        return build(self, spec, key=key, **context)
+
+    monkeypatch.setattr(Registry, "build", spy)
+    for arch in names("arch"):
+        build_model(model_config(arch=arch, d_model=16, heads=4, layers=1, max_len=8))
+    assert passed.pop("position") - {"max_len"} == MODEL_SUPPLIED["position"]
+    for field in VARIANT_FIELDS:
+        if field not in ("arch", "position"):
+            assert passed.pop(field, set()) == MODEL_SUPPLIED[field], field
+    # an architecture is called with the config alone (build_model)
+    for name in names("arch"):
+        assert accepted_arguments(ARCHITECTURES.get(name)) == MODEL_SUPPLIED["arch"]
+    assert not passed
 
 
 def test_summaries_are_the_first_paragraph(scratch):
