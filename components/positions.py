@@ -64,15 +64,28 @@ class PositionEncoding(nn.Module):
 @POSITIONS.register("none", aliases=("nope",))
 class NoPosition(PositionEncoding):
     """No positional information (NoPE; Haviv et al. 2022, "Transformer Language Models without
-    Positional Encodings Still Learn Positional Information"). A causal mask alone leaks order."""
+    Positional Encodings Still Learn Positional Information"). A causal mask alone leaks order.
+
+    Under a bidirectional mask nothing does: the model sees a bag of words. That is refused
+    unless `bag_of_words: true` says it is the point (Haviv et al.'s masked-LM ablation); it
+    is no example combination, so the family-wide tests leave it to its own test."""
+
+    def __init__(self, bag_of_words: bool = False) -> None:
+        super().__init__()
+        self.bag_of_words = bag_of_words
+
+    @staticmethod
+    def _orderless(config) -> bool:
+        return config.resolved_mask_name() == "bidirectional" and config.arch != "encoder_decoder"
 
     @classmethod
-    def check(cls, config, **context) -> None:
-        if config.resolved_mask_name() == "bidirectional" and config.arch != "encoder_decoder":
+    def check(cls, config, bag_of_words: bool = False, **context) -> None:
+        if cls._orderless(config) and not bag_of_words:
             raise ConfigError(
                 "position 'none' with a bidirectional mask gives a bag-of-words model that cannot "
                 "tell any order apart; pick a position variant (sinusoidal, learned, rotary, "
-                "alibi, relative) or a causal/prefix mask",
+                "alibi, relative) or a causal/prefix mask, or say "
+                "position: {name: none, bag_of_words: true} to demonstrate exactly that",
                 key="model.position",
             )
 

@@ -27,6 +27,16 @@ def multiplier_label(multiplier: float) -> str:
     return f"{multiplier:g}x"
 
 
+def seen_in_document(tokens: Tensor, eos_id: int) -> Tensor:
+    """(batch, length) booleans: whether each token occurred earlier in its own document of the
+    window (documents end at `eos_id`)."""
+    length = tokens.shape[1]
+    earlier = torch.ones(length, length, dtype=torch.bool, device=tokens.device).tril(-1)
+    document = (tokens == eos_id).cumsum(dim=1)
+    same_document = document[:, :, None] == document[:, None, :]
+    return ((tokens[:, :, None] == tokens[:, None, :]) & earlier & same_document).any(-1)
+
+
 class LMData(L.LightningDataModule):
     """Training windows, plus one validation loader per applicable context multiplier."""
 
@@ -79,10 +89,16 @@ class LanguageModeling(Task):
                          task_supplies_prefix=task_supplies_prefix)
         tokenizer = data.tokenizer
         self.mask_id, self.vocab_size = tokenizer.mask_id, tokenizer.vocab_size
+        self.eos_id = tokenizer.eos_id
         self.mask_prob = float(config["task"]["mask_prob"])
         self.chars_per_token = data.chars_per_token
         self.eval_labels: list[str] = []
         self.eval_means = torch.nn.ModuleDict()
+        # The loss split by whether the current token was seen earlier in the window: the
+        # tokens an induction head can copy the continuation of, and the others.
+        self.repeat_means = torch.nn.ModuleDict({
+            part: MeanMetric() for part in ("repeat", "fresh")
+        }) if config["eval"]["repeat_loss"] else None
         self.uses_prefix_mask = isinstance(self.model.mask, PrefixMask)
 
     def attach(self, datamodule: LMData) -> None:
@@ -160,10 +176,27 @@ class LanguageModeling(Task):
         return step_generator(0, batch_idx, "eval-mask")
 
     def validation_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> None:
-        loss, counted = self._loss(batch["tokens"], self._eval_generator(batch_idx))
+        if self.repeat_means is not None and dataloader_idx == 0:
+            loss, counted = self._split_repeat_loss(batch["tokens"])
+        else:
+            loss, counted = self._loss(batch["tokens"], self._eval_generator(batch_idx))
         if counted:
             label = self.eval_labels[dataloader_idx].replace(".", "_")
             self.eval_means[label].update(loss.detach(), weight=counted)
+
+    def _split_repeat_loss(self, tokens: Tensor) -> tuple[Tensor, int]:
+        """The causal loss, also split into tokens whose current input appeared earlier in the
+        same document of the window (what copying the continuation of its earlier occurrence
+        can predict: the repeated half of an induction sequence) and the others. Documents end
+        at eos: a symbol met in the previous document predicts nothing."""
+        inputs, targets = tokens[:, :-1], tokens[:, 1:]
+        losses = F.cross_entropy(self.model(inputs).flatten(0, 1).float(), targets.flatten(),
+                                 reduction="none").view_as(targets)
+        seen = seen_in_document(inputs, self.eos_id)
+        for part, where in (("repeat", seen), ("fresh", ~seen)):
+            if where.any():
+                self.repeat_means[part].update(losses[where].mean(), weight=int(where.sum()))
+        return losses.mean(), losses.numel()
 
     def on_validation_epoch_end(self) -> None:
         results = {}
@@ -174,6 +207,11 @@ class LanguageModeling(Task):
             metric.reset()
         if not results:
             return
+        if self.repeat_means is not None:
+            for part, metric in self.repeat_means.items():
+                if metric.update_count:
+                    results[f"val/loss_{part}"] = metric.compute()
+                metric.reset()
         main = results.get("val/loss@1x", next(iter(results.values())))
         results["val/loss"] = main
         results["val/ppl"] = torch.exp(main)

@@ -102,6 +102,8 @@ SCHEMA: dict[str, Any] = {
         "test_batches": Field((int,), None, nullable=True, minimum=1,
                               doc="batches per test split (null: all)"),
         "test": Field((bool,), True, doc="evaluate the test split(s) at the end"),
+        "repeat_loss": Field((bool,), False, doc="LM, causal: also val/loss_repeat and "
+                             "val/loss_fresh (tokens seen earlier in their document, or not)"),
     },
     "ablate": "ablate",
 }

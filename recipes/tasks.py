@@ -63,6 +63,9 @@ def _check_lm(config: dict[str, Any], model: ModelConfig) -> None:
             "task.allow_future_leak: true to demonstrate exactly that leak",
             key="model.mask",
         )
+    if config["eval"]["repeat_loss"] and objective != "causal":
+        raise ConfigError(f"the repeat loss is a causal loss; the objective is {objective}",
+                          key="eval.repeat_loss")
     if objective == "masked" and not 0.0 < config["task"]["mask_prob"] < 1.0:
         raise ConfigError("must be in (0, 1)", key="task.mask_prob")
     context = config["data"]["context"]

@@ -147,6 +147,12 @@ def test_refused_bidirectional_combinations(arch):
     with pytest.raises(ConfigError, match="position 'none'") as error:
         build_model(ModelConfig(arch=arch, mask=mask, position="none", d_model=16, heads=2))
     assert error.value.key == "model.position"
+    bag = build_model(ModelConfig(arch=arch, mask=mask, d_model=16, heads=2,
+                                  position={"name": "none", "bag_of_words": True}))
+    tokens = torch.randint(4, 20, (1, 6))
+    # it is what it says: the same words in another order give the same states, permuted
+    order = torch.randperm(6)
+    assert torch.allclose(bag(tokens)[:, order], bag(tokens[:, order]), atol=1e-5)
     with pytest.raises(ConfigError, match="symmetric") as error:
         build_model(ModelConfig(arch=arch, mask=mask, position="alibi", d_model=16, heads=2))
     assert error.value.key == "model.position"

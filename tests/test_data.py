@@ -479,3 +479,14 @@ def test_synthetic_min_length_varies_the_period():
         assert text[:half] == text[half:]
     with pytest.raises(ConfigError, match="min_length"):
         load_corpus("synthetic:induction", task="lm", options={"length": 4, "min_length": 9})
+
+
+def test_induction_with_distinct_symbols_has_one_earlier_occurrence_to_copy():
+    rows = synthetic("induction", task="lm", vocab=12, length=10, min_length=4, long_length=10,
+                     distinct=True)["train"]["text"]
+    for text in rows[:50]:
+        half = len(text) // 2
+        assert text[:half] == text[half:] and len(set(text[:half])) == half
+    with pytest.raises(ConfigError, match="needs vocab >= 10") as error:
+        synthetic("induction", task="lm", vocab=8, length=10, distinct=True)
+    assert error.value.key == "data.options.vocab"

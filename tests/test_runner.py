@@ -260,3 +260,40 @@ def test_peak_memory_measures_each_run_from_a_clean_start():
             del block
         readings.append(memory.megabytes)
     assert all(56 < mb < 200 for mb in readings), readings
+
+
+# ------------------------------------------------------------------------ repeat loss
+
+
+def test_seen_in_document_resets_at_end_of_document():
+    from tzoo.recipes.language_modeling import seen_in_document
+
+    a, b, c, eos = 5, 6, 7, 2
+    tokens = torch.tensor([[a, b, c, eos, a, b, a, c]])
+    assert seen_in_document(tokens, eos).tolist() == [
+        [False, False, False, False, False, False, True, False]]
+
+
+def test_repeat_loss_splits_the_validation_loss(tiny, write_yaml, tmp_path):
+    tiny["data"].update(corpus="synthetic:induction", context=24,
+                        options={"vocab": 16, "length": 8, "min_length": 4, "distinct": True})
+    tiny["eval"].update(repeat_loss=True, test=False)
+    out = tmp_path / "runs"
+    assert main(["run", str(write_yaml("repeat.yaml", tiny)), "--out", str(out)]) == 0
+    (summary,) = _summaries(out).values()
+    metrics = summary["metrics"]
+    repeat, fresh = metrics["val/loss_repeat"], metrics["val/loss_fresh"]
+    whole = metrics["val/loss"]
+    # the whole loss is the token-weighted mean of its two parts
+    assert min(repeat, fresh) <= whole <= max(repeat, fresh)
+    with open(out / summary["run_id"] / "metrics.csv", newline="") as handle:
+        logged = [row for row in csv.DictReader(handle) if row.get("val/loss_repeat")]
+    assert len(logged) == 3  # every evaluation: val_every 10 of 20 steps, then the final one
+
+
+def test_repeat_loss_needs_the_causal_objective(tiny, write_yaml, capsys):
+    tiny["task"]["objective"] = "masked"
+    tiny["model"]["mask"] = "bidirectional"
+    tiny["eval"]["repeat_loss"] = True
+    assert main(["validate", str(write_yaml("masked.yaml", tiny))]) == 2
+    assert "eval.repeat_loss" in capsys.readouterr().err

@@ -90,8 +90,18 @@ def _reverse(rng: np.random.Generator, vocab: int, n: int, options: Mapping[str,
 
 
 def _induction(rng: np.random.Generator, vocab: int, n: int, options: Mapping[str, Any]) -> tuple:
-    # LM text = s + s: the second half is predictable only by copying from the first.
-    s = _symbols(rng, vocab, n)
+    """LM text = s + s: the second half is predictable only by copying from the first. With
+    `distinct: true` no symbol repeats inside s, so every symbol of the copy has exactly one
+    earlier occurrence to continue from (with repeats inside s, "the symbol after its last
+    occurrence" is often the wrong one, and copying is ambiguous)."""
+    if not options.get("distinct", False):
+        s = _symbols(rng, vocab, n)
+        return s, s
+    if n > vocab:
+        raise ConfigError(
+            f"distinct symbols: a sequence of {n} needs vocab >= {n}, got {vocab}",
+            key="data.options.vocab")
+    s = "".join(SYMBOLS[i] for i in rng.permutation(vocab)[:n])
     return s, s
 
 
