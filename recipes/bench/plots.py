@@ -103,7 +103,7 @@ def gradient_plots(doc: dict[str, Any], out: Path) -> list[Path]:
         first.plot(range(len(result["blocks"])), result["block_grad_norm"][0], "o-", ms=3,
                    label=name)
     first.set_title("at initialisation", fontsize=9)
-    first.legend(fontsize=6)
+    first.legend(fontsize=6, framealpha=0.6)
     colours = plt.get_cmap("viridis_r")
     for axis, (name, result) in zip(flat[1:], variants.items(), strict=False):
         profiles = result["block_grad_norm"]
