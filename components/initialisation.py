@@ -111,9 +111,9 @@ def weight_parts(model: nn.Module) -> list[WeightPart]:
             up, down = module.up, module.down
             # An up projection twice as wide as the down projection reads holds a value and a
             # gate (the GLU variants): two matrices, each of the down projection's width.
-            halves = up.out_features == 2 * down.in_features
-            for rows in ((0, down.in_features), (down.in_features, up.out_features)) if halves \
-                    else (None,):
+            width = down.in_features
+            gated = up.out_features == 2 * width
+            for rows in ((0, width), (width, 2 * width)) if gated else (None,):
                 add(FFN_IN, f"{name}.up.weight", up.weight, module, rows=rows)
             add(FFN_OUT, f"{name}.down.weight", down.weight, module, residual=True)
     output_modules = {id(m) for m in model.output.modules()}
