@@ -4,13 +4,23 @@
     model = build_model(ModelConfig(position="rotary", norm="rmsnorm", ffn="swiglu"))
 """
 
-from . import attention, ffn, masks, norms, outputs, positions, sublayer  # noqa: F401  (register)
+from . import (  # noqa: F401  (register)
+    attention,
+    ffn,
+    initialisation,
+    masks,
+    norms,
+    outputs,
+    positions,
+    sublayer,
+)
 from .config import ModelConfig
 from .errors import ConfigError
 from .families import (
     ARCHITECTURES,
     ATTENTION,
     FFNS,
+    INITS,
     MASKS,
     NORMS,
     OUTPUTS,
@@ -27,6 +37,7 @@ __all__ = [
     "ARCHITECTURES",
     "ATTENTION",
     "FFNS",
+    "INITS",
     "MASKS",
     "NORMS",
     "OUTPUTS",

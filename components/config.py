@@ -42,6 +42,8 @@ class ModelConfig:
     ffn: Spec = "gelu"
     ffn_mult: float = 4.0
     output: Spec = "tied"
+    #: how the weights start and the embeddings are scaled (components/initialisation.py)
+    init: Spec = "gpt2"
     dropout: float = 0.0
     bias: bool = True
     init_std: float = 0.02

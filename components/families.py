@@ -11,6 +11,7 @@ PLACEMENTS = new_registry("placements", "where the norm sits around a sublayer")
 RESIDUALS = new_registry("residuals", "how a sublayer's output joins the stream")
 FFNS = new_registry("ffn", "the position-wise feed-forward sublayer")
 OUTPUTS = new_registry("outputs", "the layer that turns states into logits")
+INITS = new_registry("init", "how the weights start and at what scale the embeddings enter")
 
 #: the `ModelConfig` field that names a variant of each family
 VARIANT_FIELDS: dict[str, Registry] = {
@@ -23,6 +24,7 @@ VARIANT_FIELDS: dict[str, Registry] = {
     "residual": RESIDUALS,
     "ffn": FFNS,
     "output": OUTPUTS,
+    "init": INITS,
 }
 
 #: What model.py passes to the variants of each field itself, so a spec never sets it: config
@@ -36,7 +38,8 @@ MODEL_SUPPLIED: dict[str, frozenset[str]] = {
     "mask": frozenset(),
     "norm": frozenset({"d_model"}),
     "placement": frozenset({"make_norm", "residual"}),
-    "residual": frozenset(),
+    "residual": frozenset({"stream_scale"}),
     "ffn": frozenset({"d_model", "mult", "dropout", "bias"}),
     "output": frozenset({"embedding"}),
+    "init": frozenset({"config"}),
 }

@@ -3,15 +3,14 @@
     tokens ─ embedding ─ position.embed ─ [block × L] ─ final norm ─ output layer ─ logits
                                  block = attention sublayer (+ cross-attention) + FFN sublayer
 
-`build_model(config)` is the only entry point users need. Initialisation (one documented rule
-for every variant): weights N(0, init_std), biases 0, and the projections that write into the
-residual stream (attention output, FFN down) N(0, init_std / √(2·layers)), so the stream's
-variance does not grow with depth (GPT-2; Radford et al. 2019, section 2.3).
+`build_model(config)` is the only entry point users need. Initialisation is a variant too
+(`model.init`, components/initialisation.py): it fills the weights, sets the factor the token
+embeddings are read with (√d_model for the original Transformer's, 1 for GPT-2's, the default)
+and the factor each stack's residuals scale the stream by (DeepNorm's α, 1 otherwise).
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import torch
@@ -20,7 +19,18 @@ from torch import Tensor, nn
 from .attention import Attention
 from .cache import KVCache, StaticKV
 from .config import ModelConfig
-from .families import ARCHITECTURES, ATTENTION, FFNS, MASKS, NORMS, OUTPUTS, PLACEMENTS, RESIDUALS
+from .families import (
+    ARCHITECTURES,
+    ATTENTION,
+    FFNS,
+    INITS,
+    MASKS,
+    NORMS,
+    OUTPUTS,
+    PLACEMENTS,
+    RESIDUALS,
+)
+from .initialisation import Initialisation
 from .masks import AttentionMask, CausalMask
 from .positions import POSITIONS, PositionEncoding
 
@@ -28,7 +38,7 @@ from .positions import POSITIONS, PositionEncoding
 class Block(nn.Module):
     """Self-attention, optional cross-attention, optional feed-forward: each a sublayer."""
 
-    def __init__(self, config: ModelConfig, *, cross: bool = False):
+    def __init__(self, config: ModelConfig, *, cross: bool = False, stream_scale: float = 1.0):
         super().__init__()
         d = config.d_model
 
@@ -36,7 +46,7 @@ class Block(nn.Module):
             return PLACEMENTS.build(
                 config.placement,
                 make_norm=lambda: NORMS.build(config.norm, d_model=d),
-                residual=RESIDUALS.build(config.residual),
+                residual=RESIDUALS.build(config.residual, stream_scale=stream_scale),
             )
 
         def attention(is_cross: bool) -> Attention:
@@ -93,11 +103,14 @@ class Block(nn.Module):
 
 
 class Stack(nn.Module):
-    """`layers` blocks and, for placements that leave the stream unnormalised, a final norm."""
+    """`layers` blocks and, for placements that leave the stream unnormalised, a final norm.
+    `stream_scale`: the α its residuals scale the stream by (from the initialisation)."""
 
-    def __init__(self, config: ModelConfig, layers: int, *, cross: bool = False):
+    def __init__(self, config: ModelConfig, layers: int, *, cross: bool = False,
+                 stream_scale: float = 1.0):
         super().__init__()
-        self.blocks = nn.ModuleList(Block(config, cross=cross) for _ in range(layers))
+        self.blocks = nn.ModuleList(Block(config, cross=cross, stream_scale=stream_scale)
+                                    for _ in range(layers))
         needs_final = PLACEMENTS.get(config.variant("placement")[0]).needs_final_norm
         self.final_norm = NORMS.build(config.norm, d_model=config.d_model) if needs_final else None
 
@@ -182,6 +195,10 @@ class TransformerBase(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.config = config
+        self.initialisation: Initialisation = INITS.build(config.init, config=config,
+                                                          key="model.init")
+        # a plain float: the forward pass multiplies by it only when it is not 1
+        self.embedding_scale = float(self.initialisation.embedding_scale)
         self.embedding = nn.Embedding(config.vocab_size, config.d_model)
         self.embedding_dropout = nn.Dropout(config.dropout)
         self.output = OUTPUTS.build(config.output, embedding=self.embedding)
@@ -191,20 +208,17 @@ class TransformerBase(nn.Module):
         head_dim = config.d_model // config.heads
         return POSITIONS.build(
             config.position, d_model=config.d_model, head_dim=head_dim, heads=config.heads,
-            max_len=config.max_len, init_std=config.init_std, causal=causal,
+            # the scale the embeddings enter the stream at, which position tables match
+            max_len=config.max_len, init_std=self.initialisation.embedding_rms, causal=causal,
         )
 
-    def _initialise(self, residual_sublayers: int) -> None:
-        std = self.config.init_std
-        residual_std = std / math.sqrt(max(1, residual_sublayers))
-        for module in self.modules():
-            if isinstance(module, nn.Linear):
-                scaled = getattr(module, "is_residual_projection", False)
-                nn.init.normal_(module.weight, 0.0, residual_std if scaled else std)
-                if module.bias is not None:
-                    nn.init.zeros_(module.bias)
-            elif isinstance(module, nn.Embedding):
-                nn.init.normal_(module.weight, 0.0, std)
+    def _stack(self, role: str, layers: int, *, cross: bool = False) -> Stack:
+        return Stack(self.config, layers, cross=cross,
+                     stream_scale=self.initialisation.stream_scale(role))
+
+    def named_stacks(self) -> list[tuple[str, Stack]]:
+        """("encoder" | "decoder", stack) for each stack of blocks, input side first."""
+        raise NotImplementedError
 
     @staticmethod
     def _positions(position: PositionEncoding, start: int, stop: int,
@@ -215,6 +229,8 @@ class TransformerBase(nn.Module):
 
     def _embed(self, tokens: Tensor, position: PositionEncoding, positions: Tensor) -> Tensor:
         x = self.embedding(tokens)
+        if self.embedding_scale != 1.0:
+            x = x * self.embedding_scale
         if position.uses_embed:
             x = position.embed(x, positions)
         return self.embedding_dropout(x)
@@ -236,8 +252,12 @@ class LanguageModel(TransformerBase):
         self.mask: AttentionMask = MASKS.build(config.resolved_mask(), key="model.mask")
         # Relative buckets look both ways wherever any query sees a later key (a prefix too).
         self.position = self._position(causal=isinstance(self.mask, CausalMask))
-        self.stack = Stack(config, config.layers)
-        self._initialise(residual_sublayers=2 * config.layers)
+        self.stack_role = "encoder" if config.variant("arch")[0] == "encoder" else "decoder"
+        self.stack = self._stack(self.stack_role, config.layers)
+        self.initialisation.initialise(self)
+
+    def named_stacks(self) -> list[tuple[str, Stack]]:
+        return [(self.stack_role, self.stack)]
 
     def new_state(self) -> DecodingState:
         return DecodingState(caches=[KVCache() for _ in self.stack.blocks])
@@ -313,10 +333,12 @@ class EncoderDecoder(TransformerBase):
         self.mask: AttentionMask = MASKS.build(config.resolved_mask(), key="model.mask")
         self.encoder_position = self._position(causal=False)
         self.position = self._position(causal=True)
-        decoder_layers = config.decoder_layers or config.layers
-        self.encoder = Stack(config, config.layers)
-        self.decoder = Stack(config, decoder_layers, cross=True)
-        self._initialise(residual_sublayers=2 * config.layers + 3 * decoder_layers)
+        self.encoder = self._stack("encoder", config.layers)
+        self.decoder = self._stack("decoder", config.decoder_layers or config.layers, cross=True)
+        self.initialisation.initialise(self)
+
+    def named_stacks(self) -> list[tuple[str, Stack]]:
+        return [("encoder", self.encoder), ("decoder", self.decoder)]
 
     def encode(self, source: Tensor, padding: Tensor | None = None, *,
                return_attention: bool = False, return_hidden: bool = False):

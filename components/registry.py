@@ -20,8 +20,15 @@ combinations refuse without an argument declares an example of it, a classmethod
 
 returning arguments with which it builds in `context` (for the model's families, the
 `ModelConfig` it is part of); ALiBi's is ``{"symmetric": True}`` in a bidirectional model.
-`Registry.example` turns it into a spec. The test suite builds every registered variant from
-these, so a new variant is covered by every family-wide test by writing its class alone.
+`Registry.example` turns it into a spec. A variant that builds only beside some value of
+another field (DeepNorm is post-LN) declares those values too, a classmethod
+
+    @classmethod
+    def example_fields(cls, context) -> dict: ...   # {"placement": "post"}
+
+which `Registry.example_fields` reads; an example model takes them where it leaves the field
+to its default. The test suite builds every registered variant from these, so a new variant
+is covered by every family-wide test by writing its class alone.
 """
 
 from __future__ import annotations
@@ -125,6 +132,12 @@ class Registry(Generic[T]):
         declared = getattr(self._entries[name].cls, "example_arguments", None)
         arguments = declared(context) if callable(declared) else {}
         return {"name": name, **arguments} if arguments else name
+
+    def example_fields(self, name: str, context: Any = None) -> dict[str, Any]:
+        """The other fields of `context` with which variant `name` builds, as its class's
+        `example_fields(context)` declares them (see the module docstring); usually none."""
+        declared = getattr(self._entries[self.resolve(name)].cls, "example_fields", None)
+        return dict(declared(context)) if callable(declared) else {}
 
     def examples(self, context: Any = None) -> list[str | dict[str, Any]]:
         """`example(name, context)` for every registered name, in `names()` order."""

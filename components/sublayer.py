@@ -7,7 +7,9 @@ joins the stream:
     post       N(x ⊕ f(x))
     sandwich   x ⊕ N2(f(N1(x)))
 
-with ⊕ one of `add` (x + y), `none` (y alone) and `rezero` (x + α·y, α starting at 0).
+with ⊕ one of `add` (x + y), `none` (y alone) and `rezero` (x + g·y, g starting at 0). The
+stream may be scaled before the sum, α·x ⊕ y: DeepNorm's α, which the model passes every residual
+as `stream_scale` from its initialisation variant (components/initialisation.py; 1 elsewhere).
 """
 
 from __future__ import annotations
@@ -21,7 +23,19 @@ from .families import PLACEMENTS, RESIDUALS
 
 
 class Residual(nn.Module):
-    """Base class: combine the stream `x` with a sublayer's output `y`."""
+    """Base class: combine the stream `x` with a sublayer's output `y`.
+
+    A residual that keeps the stream takes `stream_scale` (α): the stream is multiplied by it
+    before the sum. One that has no stream to scale (`none`) leaves the argument out of its
+    constructor, which is how an initialisation that needs α (DeepNorm) tells them apart."""
+
+    def __init__(self, stream_scale: float = 1.0):
+        super().__init__()
+        self.stream_scale = float(stream_scale)
+
+    def scaled(self, x: Tensor) -> Tensor:
+        """α·x; `x` itself when α is 1, so that the usual residual costs no multiplication."""
+        return x if self.stream_scale == 1.0 else x * self.stream_scale
 
     def forward(self, x: Tensor, y: Tensor) -> Tensor:
         raise NotImplementedError
@@ -32,13 +46,16 @@ class AddResidual(Residual):
     """The identity shortcut x + f(x) (He et al. 2016, "Deep Residual Learning")."""
 
     def forward(self, x: Tensor, y: Tensor) -> Tensor:
-        return x + y
+        return self.scaled(x) + y
 
 
 @RESIDUALS.register("none")
 class NoResidual(Residual):
     """No shortcut: the sublayer's output replaces the stream (the ablation that shows why
     residuals matter; deep stacks stop training)."""
+
+    def __init__(self) -> None:  # no stream, so no `stream_scale`
+        super().__init__()
 
     def forward(self, x: Tensor, y: Tensor) -> Tensor:
         return y
@@ -49,12 +66,12 @@ class ReZero(Residual):
     """x + α·f(x) with a learned scalar α initialised to 0, so every layer starts as the identity
     (Bachlechner et al. 2020, "ReZero is All You Need")."""
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, stream_scale: float = 1.0) -> None:
+        super().__init__(stream_scale)
         self.alpha = nn.Parameter(torch.zeros(()))
 
     def forward(self, x: Tensor, y: Tensor) -> Tensor:
-        return x + self.alpha * y
+        return self.scaled(x) + self.alpha * y
 
 
 class Placement(nn.Module):

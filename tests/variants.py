@@ -30,14 +30,27 @@ REFUSED_PAIRS: set[tuple[tuple[str, str], tuple[str, str]]] = {
     # an encoder-decoder's decoder would see future targets
     (("arch", "encoder_decoder"), ("mask", "bidirectional")),
     (("arch", "encoder_decoder"), ("mask", "prefix")),
+    # DeepNorm is post-LN: LN(α·x + f(x)) needs the norm after the sum, and a stream to scale
+    (("init", "deepnet"), ("placement", "pre")),
+    (("init", "deepnet"), ("placement", "sandwich")),
+    (("init", "deepnet"), ("norm", "none")),
+    (("init", "deepnet"), ("residual", "none")),
 }
 
 
 def model_config(**values: Any) -> ModelConfig:
     """A `ModelConfig` in which every variant given by bare name carries its example arguments
-    for this very model (ALiBi is symmetric in an encoder, a prefix mask has a length, ...).
-    Mappings are kept as written, so a test that means a spec spells it out."""
+    for this very model (ALiBi is symmetric in an encoder, a prefix mask has a length, ...), and
+    the fields `values` leave to their defaults take what a variant declares it needs beside it
+    (`example_fields`: DeepNorm's post-LN). Mappings are kept as written, so a test that means a
+    spec spells it out."""
     config = ModelConfig(**values)
+    needed: dict[str, Any] = {}
+    for field in FIELDS:
+        if isinstance(getattr(config, field), str):
+            needed |= VARIANT_FIELDS[field].example_fields(getattr(config, field), config)
+    config = dataclasses.replace(
+        config, **{field: value for field, value in needed.items() if field not in values})
     examples = {
         field: VARIANT_FIELDS[field].example(getattr(config, field), config)
         for field in FIELDS

@@ -4,6 +4,7 @@
     tzoo bench EXP.yaml --scaling                # + context/depth curves, KV cache per token
     tzoo bench EXP.yaml --generation             # + cached vs uncached decoding, growing chat
     tzoo bench EXP.yaml --overhead [--compile]   # + runner vs bare loop, data-loading share
+    tzoo bench EXP.yaml --gradients [--gradient-tokens random]  # + gradient norm per block
     tzoo bench EXP.yaml --no-table --overhead    # a mode alone
 
 The variants table goes to `--json` (default runs/<experiment>/bench.json) and `--markdown`
@@ -61,6 +62,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "the data-loading share, on the experiment's base configuration")
     parser.add_argument("--compile", action="store_true",
                         help="with --overhead: also time the bare loop under torch.compile")
+    parser.add_argument("--gradients", action="store_true",
+                        help="also profile each block's gradient norm at initialisation and "
+                        "over the first steps, per variant (Xiong et al. 2020, Fig. 3)")
+    parser.add_argument("--gradient-steps", type=int, default=20,
+                        help="--gradients: training steps profiled after initialisation")
+    parser.add_argument("--gradient-tokens", choices=("data", "random"), default="data",
+                        help="--gradients: the real training batches, or uniformly random "
+                        "tokens of the same shape")
     parser.add_argument("--no-table", action="store_true", help="skip the variants table")
     parser.add_argument("--threads", type=int, help="torch threads (sets train.threads)")
     parser.add_argument("--steps", type=int, default=3, help="training steps per round")
@@ -114,10 +123,13 @@ def _table(experiment: Experiment, args: argparse.Namespace, plots: Path,
 
 
 def bench_command(args: argparse.Namespace) -> int:
+    from tzoo.components import ConfigError
     from tzoo.recipes.experiment import load_experiment
 
     from .readme import write_readme
 
+    if args.gradient_steps < 0:
+        raise ConfigError(f"must be 0 or more, got {args.gradient_steps}", key="--gradient-steps")
     overrides = list(args.set)
     if args.threads:
         overrides.append(f"train.threads={args.threads}")
@@ -163,6 +175,17 @@ def bench_command(args: argparse.Namespace) -> int:
         _write_json(plots / "scaling.json", doc)
         scaling_plots(doc, plots)
         print("\n" + scaling_markdown(doc))
+    if args.gradients:
+        from .gradients import gradient_profiles
+        from .plots import gradient_plots
+        from .readme import gradients_markdown
+
+        doc = gradient_profiles(experiment, steps=args.gradient_steps,
+                                tokens=args.gradient_tokens)
+        doc["command"] = command
+        _write_json(plots / "gradients.json", doc)
+        gradient_plots(doc, plots)
+        print("\n" + gradients_markdown(doc))
     readme = write_readme(plots)
     print(f"\nplots and {readme} in {plots}/")
     return 0

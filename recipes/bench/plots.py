@@ -85,3 +85,45 @@ def generation_plots(decode: dict[str, Any] | None, chat: dict[str, Any] | None,
         axis.legend(fontsize=8)
         paths.append(_save(figure, out / "chat_turns.png"))
     return paths
+
+
+def gradient_plots(doc: dict[str, Any], out: Path) -> list[Path]:
+    """`gradient_profile.png`: every variant's gradient norm per block at initialisation in the
+    first panel (Xiong et al. 2020, Fig. 3), then one panel per variant with a line per step,
+    light to dark, showing how the profile moves over the first updates."""
+    variants = doc["variants"]
+    panels = 1 + len(variants)
+    columns = min(4, panels)
+    rows = -(-panels // columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.4 * rows),
+                                squeeze=False, sharey=True)
+    flat = list(axes.flat)
+    first = flat[0]
+    for name, result in variants.items():
+        first.plot(range(len(result["blocks"])), result["block_grad_norm"][0], "o-", ms=3,
+                   label=name)
+    first.set_title("at initialisation", fontsize=9)
+    first.legend(fontsize=6, framealpha=0.6)
+    colours = plt.get_cmap("viridis_r")
+    for axis, (name, result) in zip(flat[1:], variants.items(), strict=False):
+        profiles = result["block_grad_norm"]
+        for step, norms in enumerate(profiles):
+            axis.plot(range(len(norms)), norms, lw=0.9,
+                      color=colours(step / max(1, len(profiles) - 1)))
+        axis.set_title(f"{name}: steps 0 (light) – {len(profiles) - 1} (dark)", fontsize=8)
+    longest = max((result["blocks"] for result in variants.values()), key=len)
+    shown = [longest, *(result["blocks"] for result in variants.values())]
+    for axis, blocks in zip(flat, shown, strict=False):
+        axis.set_yscale("log")
+        axis.set_xticks(range(len(blocks)), [b.replace("decoder ", "d").replace("encoder ", "e")
+                                             for b in blocks], fontsize=7)
+        axis.set_xlabel("block")
+        axis.grid(alpha=0.3)
+    for axis in flat[panels:]:
+        axis.set_visible(False)
+    for axis in axes[:, 0]:
+        axis.set_ylabel("gradient norm of the block")
+    settings = doc["settings"]
+    figure.suptitle(f"{doc['experiment']}: gradient norm per block ({settings['tokens']} tokens)",
+                    fontsize=10)
+    return [_save(figure, out / "gradient_profile.png")]

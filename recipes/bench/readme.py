@@ -139,8 +139,36 @@ def overhead_markdown(doc: dict[str, Any]) -> str:
     return "\n\n".join(lines)
 
 
+def gradients_markdown(doc: dict[str, Any]) -> str:
+    settings = doc["settings"]
+    variants = doc["variants"]
+    longest = max((result["blocks"] for result in variants.values()), key=len)
+    last = settings["steps"]
+
+    def table(step: int) -> str:
+        rows = []
+        for name, result in variants.items():
+            norms = result["block_grad_norm"][step]
+            rows.append([name, *norms, *[None] * (len(longest) - len(norms)),
+                         norms[-1] / norms[0] if norms[0] else None])
+        return tables.markdown(["variant", *longest, "last / first"], rows)
+
+    return "\n\n".join([
+        "### Gradient profile",
+        f"Gradient norm of each block's parameters (L2, before clipping) on "
+        f"{settings['tokens']} tokens, batch {settings['batch_size']} × context "
+        f"{settings['context']}, seed {settings['seed']} (Xiong et al. 2020, Fig. 3). "
+        "At initialisation:",
+        table(0),
+        f"After {last} updates (the run's own optimizer and schedule):",
+        table(last),
+        "Figure: `gradient_profile.png`; every step in `gradients.json`.",
+    ])
+
+
 SECTIONS = (("variants.json", variants_markdown), ("overhead.json", overhead_markdown),
-            ("generation.json", generation_markdown), ("scaling.json", scaling_markdown))
+            ("generation.json", generation_markdown), ("scaling.json", scaling_markdown),
+            ("gradients.json", gradients_markdown))
 
 
 def write_readme(folder: Path) -> Path:

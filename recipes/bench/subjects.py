@@ -12,6 +12,7 @@ the cost of a dense forward does not depend on the ids, and random ids have no p
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -75,13 +76,17 @@ class Subject:
     def mean_tokens(self) -> float:
         return sum(self.tokens_per_batch) / len(self.tokens_per_batch)
 
-    def train_step(self, batch: dict[str, Tensor] | None = None) -> Tensor:
-        """Forward, backward, clip, AdamW step, schedule step; returns the (detached) loss."""
+    def train_step(self, batch: dict[str, Tensor] | None = None, *,
+                   after_backward: Callable[[nn.Module], None] | None = None) -> Tensor:
+        """Forward, backward, clip, AdamW step, schedule step; returns the (detached) loss.
+        `after_backward(model)` sees the raw gradients (the gradient profile reads them)."""
         if batch is None:
             batch = self.batches[self.steps_taken % len(self.batches)]
         self.task.train()
         loss, _ = self.task.loss(batch)
         loss.backward()
+        if after_backward is not None:
+            after_backward(self.model)
         clip = self.config["train"]["grad_clip"]
         if clip:
             nn.utils.clip_grad_norm_(self.model.parameters(), float(clip))
