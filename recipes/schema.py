@@ -102,6 +102,9 @@ SCHEMA: dict[str, Any] = {
         "test_batches": Field((int,), None, nullable=True, minimum=1,
                               doc="batches per test split (null: all)"),
         "test": Field((bool,), True, doc="evaluate the test split(s) at the end"),
+        "primary": Field((str,), None, nullable=True,
+                         doc="the metric the experiment is judged by (bleu, val/loss, ...; "
+                             "default: the task's, see tasks.judged_by)"),
     },
     "ablate": "ablate",
 }
@@ -110,7 +113,7 @@ SCHEMA: dict[str, Any] = {
 NON_RESULT_KEYS = (
     "experiment", "description", "extends", "plugins", "seeds", "runs_dir", "ablate",
     "train.logger", "train.progress", "train.checkpoint_every", "train.log_every",
-    "train.threads", "train.accelerator", "train.devices",
+    "train.threads", "train.accelerator", "train.devices", "eval.primary",
 )
 
 
