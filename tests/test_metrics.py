@@ -286,3 +286,17 @@ def test_a_sweeps_default_objective_is_the_primary(experiment, metric, direction
     assert (sweep.metric, sweep.direction) == (metric, direction)
     named = write_yaml("named.yaml", {**yaml.safe_load(path.read_text()), "metric": "val/loss"})
     assert (load_sweep(named).metric, load_sweep(named).direction) == ("val/loss", "minimize")
+
+
+def test_a_sweep_on_a_metric_that_is_not_applicable_exits_2(write_yaml, tmp_path, capsys):
+    experiment = {**NUMBERS, "runs_dir": str(tmp_path / "runs"),
+                  "train": {**NUMBERS["train"], "steps": 10}, "eval": {**NUMBERS["eval"],
+                                                                       "test": False}}
+    write_yaml("exp.yaml", experiment)
+    path = write_yaml("sweep.yaml", {"experiment": "exp.yaml", "n_trials": 1, "metric":
+                                     "val/bleu", "space": {"train.lr": {
+                                         "type": "float", "low": 1.0e-4, "high": 1.0e-2}}})
+    assert main(["sweep", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "key 'metric': 'val/bleu' is not applicable to these runs: the longest reference " \
+           "has 1 word" in err and "Traceback" not in err
