@@ -217,7 +217,7 @@ class LanguageModeling(Task):
         results["val/ppl"] = torch.exp(main)
         results[f"val/{self._bits_name()}"] = main / math.log(2) / self.chars_per_token[
             "validation"]
-        self.log_dict(results, prog_bar=False)
+        self.log_evaluation(results, prog_bar=False)
         self.log("val_loss", main, prog_bar=True, logger=False)
 
     def _bits_name(self) -> str:
@@ -233,7 +233,7 @@ class LanguageModeling(Task):
 
     def on_test_epoch_end(self) -> None:
         loss = self.test_mean.compute()
-        self.log_dict({
+        self.log_evaluation({
             "test/loss": loss, "test/ppl": torch.exp(loss),
             f"test/{self._bits_name()}": loss / math.log(2) / self.chars_per_token["test"],
         })

@@ -3,7 +3,8 @@
     runs/<experiment>/<run-id>/
         config.yaml        the resolved configuration (plus seed and run id)
         summary.json       a `RunSummary`: status, metrics, cost, data fingerprint, versions
-        metrics.csv        Lightning's CSV log: one row per logging step
+        metrics.csv        Lightning's CSV log: one row per logging step and per evaluation,
+                           each labelled with the optimizer steps taken when it was measured
         tokenizer.json     the tokenizer, for generation and probes
         error.log          the traceback of a failed run
         checkpoints/       last.ckpt (resume), interrupted.ckpt, final.pt (weights only)
@@ -43,6 +44,8 @@ INTERRUPTED_CHECKPOINT = "checkpoints/interrupted.ckpt"
 FINAL_STATUSES = ("completed", "diverged")
 BASE_NAME = "base"
 UNKNOWN = "unknown"
+#: the column every training row of metrics.csv fills (evaluation rows leave it empty)
+TRAINING_LOSS = "train/loss"
 
 
 # ------------------------------------------------------------------------------ writing
@@ -82,20 +85,29 @@ def _plain(value: Any) -> Any:
     return str(value)
 
 
-def truncate_metrics(run_dir: Path, last_step: int) -> None:
-    """Drop logged rows after `last_step`: on resume they are logged again, never twice."""
+def truncate_metrics(run_dir: Path, *, train_before: int, evaluations_through: int) -> None:
+    """Drop the rows a resumed run logs again: training rows from step `train_before` on,
+    evaluation rows (those without a training loss) after `evaluations_through`."""
     path = run_dir / METRICS
     if not path.is_file():
         return
     with path.open(newline="") as handle:
         reader = csv.DictReader(handle)
         fields = reader.fieldnames or []
-        rows = [row for row in reader if row.get("step") in ("", None) or
-                int(float(row["step"])) <= last_step]
+        rows = [row for row in reader if _kept(row, train_before, evaluations_through)]
     with atomic_path(path) as temporary, temporary.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=fields)
         writer.writeheader()
         writer.writerows(rows)
+
+
+def _kept(row: dict[str, str], train_before: int, evaluations_through: int) -> bool:
+    if row.get("step") in ("", None):
+        return True
+    step = int(float(row["step"]))
+    if row.get(TRAINING_LOSS):
+        return step < train_before
+    return step <= evaluations_through
 
 
 # ------------------------------------------------------------------------------ the summary

@@ -34,7 +34,7 @@ from .experiment import Experiment, RunSpec
 from .measure import PeakMemory, Throughput
 from .quiet import quiet_lightning
 from .rundir import RunSummary
-from .task import Diverged
+from .task import EVALUATION_STEP, Diverged
 from .tasks import build_task, supplies_prefix
 
 
@@ -161,9 +161,13 @@ def _train(spec: RunSpec, run_dir: Path, experiment: str,
     if resume_from is not None:
         start_step = int(torch.load(resume_from, map_location="cpu", weights_only=True)
                          ["global_step"])
-        # Rows up to step start_step - 1 were logged before the checkpoint; the resumed run
-        # logs step start_step (its first training step) again.
-        rundir.truncate_metrics(run_dir, start_step - 1)
+        # Training rows up to step start_step - 1 were logged before the checkpoint; the
+        # resumed run logs step start_step (its first training step) again. A validation at
+        # start_step ran after the checkpoint and is not repeated by a resumed fit, so it
+        # stays, unless training was done: then the final evaluation runs again.
+        finished = start_step >= int(train["steps"])
+        rundir.truncate_metrics(run_dir, train_before=start_step,
+                                evaluations_through=start_step - 1 if finished else start_step)
     elif run_dir.exists():
         # A run that never checkpointed: start clean rather than mixing two partial logs.
         for name in (rundir.METRICS, rundir.SUMMARY):
@@ -303,8 +307,11 @@ def _stop_on_signals(stop: StopRequest):
 
 
 def _floats(metrics: dict) -> dict[str, float | None]:
+    """Logged results as numbers (NaN and infinities as None), without the step label."""
     out = {}
     for key, value in metrics.items():
+        if key == EVALUATION_STEP:
+            continue
         value = float(value.item() if hasattr(value, "item") else value)
         out[key] = value if math.isfinite(value) else None
     return out

@@ -104,6 +104,9 @@ SCHEMA: dict[str, Any] = {
         "test": Field((bool,), True, doc="evaluate the test split(s) at the end"),
         "repeat_loss": Field((bool,), False, doc="LM, causal: also val/loss_repeat and "
                              "val/loss_fresh (tokens seen earlier in their document, or not)"),
+        "primary": Field((str,), None, nullable=True,
+                         doc="the metric the experiment is judged by (bleu, val/loss, ...; "
+                             "default: the task's, see tasks.judged_by)"),
     },
     "ablate": "ablate",
 }
@@ -112,7 +115,7 @@ SCHEMA: dict[str, Any] = {
 NON_RESULT_KEYS = (
     "experiment", "description", "extends", "plugins", "seeds", "runs_dir", "ablate",
     "train.logger", "train.progress", "train.checkpoint_every", "train.log_every",
-    "train.threads", "train.accelerator", "train.devices",
+    "train.threads", "train.accelerator", "train.devices", "eval.primary",
 )
 
 

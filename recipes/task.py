@@ -13,6 +13,10 @@ from tzoo.components import build_model
 
 from . import optim
 from .batches import step_seed
+from .rundir import TRAINING_LOSS
+
+#: the key under which an evaluation logs the step it measured (see `Task.log_evaluation`)
+EVALUATION_STEP = "step"
 
 
 def step_generator(seed: int, step: int, salt: str) -> torch.Generator:
@@ -40,6 +44,7 @@ class Task(L.LightningModule):
         self.log_every = int(config["train"]["log_every"])
         self.tokens_seen = 0
         self.step_metrics: dict[str, float] = {}  # the last logged step's loss and lr
+        self.checkpoint_step = 0  # the optimizer steps of the checkpoint loaded, if any
 
     def attach(self, datamodule: L.LightningDataModule) -> None:
         """Learn from the data module what the evaluation will feed (built by `build_task`)."""
@@ -77,7 +82,7 @@ class Task(L.LightningModule):
             raise Diverged(self.global_step, float(loss.detach()))
         self.tokens_seen += self.batch_tokens(batch)
         if self.global_step % self.log_every == 0:
-            self.step_metrics = {"train/loss": float(loss.detach()),
+            self.step_metrics = {TRAINING_LOSS: float(loss.detach()),
                                  "lr": self.trainer.optimizers[0].param_groups[0]["lr"]}
         return loss
 
@@ -114,6 +119,24 @@ class Task(L.LightningModule):
         for logger in self.loggers:
             logger.log_metrics(metrics, step=self.global_step)
 
+    def log_evaluation(self, results: dict, **options) -> None:
+        """Log a validation's or test's results (`self.log_dict`, with `options`), labelled
+        with the training step they measured: `global_step`, the optimizer steps taken, as a
+        training row's label is. Left to itself, Lightning labels an evaluation inside `fit`
+        with its count of finished batches, which lags one behind: the validation after 30
+        steps would read 29. A logged "step" is Lightning's documented way to set the label
+        (`LoggerConnector.log_metrics` pops it and logs the rest at that step); the runner
+        drops it from the results it records."""
+        self.log_dict(results, **options)
+        self.log(EVALUATION_STEP, float(self.trained_steps), add_dataloader_idx=False)
+
+    @property
+    def trained_steps(self) -> int:
+        """Optimizer steps behind the current weights. `validate` from a checkpoint (a run
+        stopped during its final evaluation) loads the weights but leaves the trainer's step
+        count at 0, so the checkpoint's own count is taken then."""
+        return max(int(self.global_step), self.checkpoint_step)
+
     # ----------------------------------------------------------------------------- resume
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["tzoo_rng"] = {
@@ -124,6 +147,7 @@ class Task(L.LightningModule):
         }
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self.checkpoint_step = int(checkpoint.get("global_step", 0))
         state = checkpoint.get("tzoo_rng")
         if state:
             torch.set_rng_state(state["torch"])

@@ -4,8 +4,9 @@ each. Nothing else in the suite asks which task a run is: it looks the task up h
 A row names the task's LightningModule and data module and the rules that tie the task to the
 model: the configuration checks, whether the task marks the prefix of each sequence itself (a
 prefix LM, a decoder-only translator), and how long a sequence the task trains on (which sets
-`model.max_len` when the YAML leaves it null). What a finished run adds to its summary comes
-from the LightningModule (`Task.summary_fields`).
+`model.max_len` when the YAML leaves it null), the metrics it records and the ones an experiment
+is judged by unless `eval.primary` says otherwise. What a finished run adds to its summary
+comes from the LightningModule (`Task.summary_fields`).
 """
 
 from __future__ import annotations
@@ -17,10 +18,12 @@ from typing import Any
 import lightning as L
 
 from tzoo.components import ModelConfig
-from tzoo.components.errors import ConfigError
+from tzoo.components.errors import ConfigError, did_you_mean, unknown_choice
 
+from .corpora import is_generated
 from .data import PreparedData, prepare_data
-from .language_modeling import LanguageModeling, LMData
+from .language_modeling import LanguageModeling, LMData, multiplier_label
+from .metrics import is_split, split_metric
 from .task import Task
 from .translation import PairsData, Translation
 
@@ -42,6 +45,11 @@ class TaskKind:
     special_tokens: Callable[[str], int]
     #: trains on windows of `data.context` tokens (what a context-length sweep varies)
     windowed: bool
+    #: the names of the metrics a run records, without their split (`loss`, `bleu`)
+    metrics: Callable[[dict[str, Any]], tuple[str, ...]]
+    #: what an experiment is judged by when `eval.primary` is not set, most important first;
+    #: a name without a split stands for it on every split (see `metrics.resolve`)
+    primary: Callable[[dict[str, Any]], tuple[str, ...]]
 
 
 # ----------------------------------------------------------------------- language modelling
@@ -82,6 +90,13 @@ def _check_lm(config: dict[str, Any], model: ModelConfig) -> None:
                               key="eval.context_multipliers")
 
 
+def _lm_metrics(config: dict[str, Any]) -> tuple[str, ...]:
+    bits = "bpb" if config["data"]["tokenizer"] == "byte" else "bpc"
+    lengths = [f"loss@{multiplier_label(m)}" for m in config["eval"]["context_multipliers"]
+               if isinstance(m, (int, float))]
+    return ("loss", "ppl", bits, *lengths)
+
+
 LM = TaskKind(
     name="lm",
     module=LanguageModeling,
@@ -91,6 +106,10 @@ LM = TaskKind(
     sequence_length=lambda config, arch: int(config["data"]["context"]),
     special_tokens=lambda arch: 0,
     windowed=True,
+    metrics=_lm_metrics,
+    # Validation loss: what every study so far compared (the test split is read once, at the
+    # end, on fewer batches).
+    primary=lambda config: ("val/loss",),
 )
 
 
@@ -116,6 +135,15 @@ def _pair_length(config: dict[str, Any], arch: str) -> int:
     return 2 * pair if arch == "decoder" else pair
 
 
+def _translation_primary(config: dict[str, Any]) -> tuple[str, ...]:
+    # Generated targets (number words, copied symbols) are short and have one right answer:
+    # exact match says whether the model has it, and BLEU is often undefined on them
+    # (`short_references.py`). On people's sentences BLEU is the figure papers report.
+    if is_generated(config["data"]["corpus"]):
+        return ("exact_match", "chrf")
+    return ("bleu", "chrf")
+
+
 TRANSLATION = TaskKind(
     name="translation",
     module=Translation,
@@ -125,6 +153,8 @@ TRANSLATION = TaskKind(
     sequence_length=_pair_length,
     special_tokens=lambda arch: 3 if arch == "decoder" else 2,  # (sep) bos/eos
     windowed=False,
+    metrics=lambda config: ("loss", "ppl", "bleu", "chrf", "exact_match"),
+    primary=_translation_primary,
 )
 
 
@@ -155,9 +185,37 @@ def supplies_prefix(config: dict[str, Any]) -> bool:
 
 
 def check_task(config: dict[str, Any], model: ModelConfig) -> None:
-    """The rules that tie the task and the model together (the leak guard among them)."""
+    """The rules that tie the task and the model together (the leak guard among them), and
+    that `eval.primary` names a metric the task records."""
     model.validate(task_supplies_prefix=supplies_prefix(config))
     task_kind(config).check(config, model)
+    _check_primary(config)
+
+
+def _check_primary(config: dict[str, Any]) -> None:
+    primary = config["eval"].get("primary")
+    if primary is None:
+        return
+    names = task_kind(config).metrics(config)
+    split, name = split_metric(primary)
+    if name not in names:
+        raise ConfigError(
+            unknown_choice(f"{config['task']['name']} metric", name, names)
+            + "; write it alone (every split that measures it) or after a split: "
+            "val/NAME, test/NAME or test_<split>/NAME", key="eval.primary")
+    if split is not None and not is_split(split):
+        raise ConfigError(f"unknown split '{split}' in '{primary}'"
+                          f"{did_you_mean(split, ['val', 'test'])}; allowed: val, test, "
+                          "test_<split> (e.g. test_long)", key="eval.primary")
+
+
+def judged_by(config: dict[str, Any]) -> tuple[str, ...]:
+    """The metrics an experiment is judged by, most important first: its `eval.primary`, then
+    its task's defaults (loss for language modelling; BLEU then chrF for translation, exact
+    match then chrF on a generated corpus)."""
+    defaults = task_kind(config).primary(config)
+    primary = config["eval"].get("primary")
+    return (primary, *(m for m in defaults if m != primary)) if primary else defaults
 
 
 @dataclass

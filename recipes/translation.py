@@ -6,6 +6,8 @@ exact match; the test splits are decoded with beam search. BLEU and chrF are sac
 corpus scores (BLEU: 13a tokenisation; chrF: character order 6, word order 0, beta 2), not
 torchmetrics', whose `CHRFScore()` is chrF++ (word order 2) by default and, even with word order
 0, averages over all six character orders where sacreBLEU uses the orders a short corpus has.
+BLEU is left out where the references are too short for it (`short_references.py`): the run
+records it as not applicable, with the reason.
 """
 
 from __future__ import annotations
@@ -25,18 +27,23 @@ from tzoo.components.masks import PrefixMask
 
 from .batches import EvalPairBatches, PairsDataset, TrainPairs
 from .data import PreparedData
+from .short_references import bleu_not_applicable
 from .task import Task
 
 
 def corpus_scores(hypotheses: list[str], references: list[str]) -> dict[str, float]:
-    """Corpus BLEU and chrF (0–100, as sacreBLEU prints them) and exact match (0–100)."""
+    """Corpus BLEU and chrF (0–100, as sacreBLEU prints them) and exact match (0–100); no
+    BLEU where `bleu_not_applicable(references)` says why it would mean nothing."""
     if not hypotheses:
         return {}
     bleu = 100 * float(SacreBLEUScore(tokenize="13a")(hypotheses, [[r] for r in references]))
     chrf = sacrebleu.corpus_chrf(hypotheses, [references]).score
     exact = sum(h.strip() == r.strip() for h, r in zip(hypotheses, references, strict=True))
-    return {"bleu": float(bleu), "chrf": float(chrf),
-            "exact_match": 100 * exact / len(hypotheses)}
+    scores = {"bleu": float(bleu), "chrf": float(chrf),
+              "exact_match": 100 * exact / len(hypotheses)}
+    if bleu_not_applicable(references):
+        del scores["bleu"]
+    return scores
 
 
 class PairsData(L.LightningDataModule):
@@ -91,13 +98,19 @@ class Translation(Task):
         self.eval_config = config["eval"]
         self.test_splits: list[str] = []
         self.samples: list[dict[str, str]] = []
+        #: "val/bleu" etc. -> why the split's references leave BLEU undefined
+        self.undefined: dict[str, str] = {}
 
     def attach(self, datamodule: PairsData) -> None:
         self.test_splits = datamodule.test_splits
 
+    def not_applicable(self, datamodule: PairsData) -> dict[str, str]:
+        return dict(self.undefined)
+
     def summary_fields(self, datamodule: PairsData) -> dict:
         # Pairs longer than data.max_len: left out of training, cut to fit in evaluation.
         return {
+            "not_applicable": self.not_applicable(datamodule),
             "samples": self.samples,
             "dropped_pairs": {split: pairs.dropped for split, pairs in datamodule.pairs.items()},
             "truncated_pairs": {split: pairs.truncated
@@ -199,9 +212,8 @@ class Translation(Task):
     def on_validation_epoch_end(self) -> None:
         loss = self.val_mean.compute()
         results = {"val/loss": loss, "val/ppl": torch.exp(loss)}
-        for name, value in corpus_scores(self.hypotheses, self.references).items():
-            results[f"val/{name}"] = value
-        self.log_dict(results)
+        results.update(self._scores("val", self.hypotheses, self.references))
+        self.log_evaluation(results)
         self.log("val_loss", loss, prog_bar=True, logger=False)
         count = int(self.eval_config["samples"])
         self.samples = [
@@ -231,6 +243,13 @@ class Translation(Task):
         for index, (hypotheses, references) in self.test_outputs.items():
             split = self.test_splits[index] if index < len(self.test_splits) else f"test{index}"
             results[f"{split}/loss"] = self.test_means[index].compute()
-            for name, value in corpus_scores(hypotheses, references).items():
-                results[f"{split}/{name}"] = value
-        self.log_dict(results, add_dataloader_idx=False)
+            results.update(self._scores(split, hypotheses, references))
+        self.log_evaluation(results, add_dataloader_idx=False)
+
+    def _scores(self, split: str, hypotheses: list[str], references: list[str]) -> dict:
+        """The split's corpus scores as `split/name`, noting why BLEU is left out if it is."""
+        reason = bleu_not_applicable(references) if references else None
+        if reason:
+            self.undefined[f"{split}/bleu"] = reason
+        return {f"{split}/{name}": value
+                for name, value in corpus_scores(hypotheses, references).items()}

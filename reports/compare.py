@@ -1,4 +1,6 @@
-"""`compare`: two experiments (or sets of run directories) side by side, metric by metric."""
+"""`compare`: two experiments (or sets of run directories) side by side, metric by metric,
+led by the metric they are judged by (`judged_by.py`); a metric neither side could measure
+reads n/a with the reason."""
 
 from __future__ import annotations
 
@@ -8,11 +10,11 @@ from pathlib import Path
 
 from tzoo.components.errors import ConfigError
 
-from . import fmt
+from . import fmt, judged_by
 from .direction import better, direction_word
 from .document import Heading, Note, Paragraph, Table, to_markdown
 from .runs import Run, group_by_variant, load_runs
-from .stats import metric_names, metric_values, summarise, welch
+from .stats import Summary, metric_names, metric_values, summarise, welch
 
 Side = str | Path | Sequence[str | Path]
 
@@ -54,15 +56,25 @@ def _pairs(a: list[Run], b: list[Run]) -> list[tuple[str, list[Run], list[Run]]]
     return pairs
 
 
+def _ordered(runs: list[Run]) -> list[str]:
+    """Every measured metric, the ones the runs are judged by first."""
+    measured = metric_names(runs)
+    leading = judged_by.leading(runs, measured)
+    return [*leading, *(m for m in measured if m not in leading)]
+
+
 def compare_lines(runs_a: list[Run], runs_b: list[Run], name_a: str,
                   name_b: str) -> list[Line]:
-    """Per (variant,) metric: mean ± std of each side and which side is better."""
+    """Per (variant,) metric: mean ± std of each side and which side is better (a tie when
+    both means read the same at the precision shown)."""
     lines = []
     for scope, side_a, side_b in _pairs(runs_a, runs_b):
-        for metric in metric_names([*side_a, *side_b]):
+        for metric in _ordered([*side_a, *side_b]):
             va, vb = metric_values(side_a, metric), metric_values(side_b, metric)
             sa, sb = summarise(va), summarise(vb)
             verdict = better(metric, sa.mean if sa else None, sb.mean if sb else None)
+            if verdict and fmt.num(sa.mean) == fmt.num(sb.mean):
+                verdict = 0
             # None (unknown direction or a side without values) names no winner.
             winner = {-1: name_a, 1: name_b, 0: "tie"}.get(verdict, "—") if verdict is not None \
                 else "—"
@@ -70,8 +82,18 @@ def compare_lines(runs_a: list[Run], runs_b: list[Run], name_a: str,
             if va and vb:
                 d = welch(vb, va)
                 p = fmt.p_value(d.p_value) if d.p_value is not None else (d.note or "—")
-            lines.append(Line(scope, metric, fmt.mean_std(sa), fmt.mean_std(sb), winner, p))
+            lines.append(Line(scope, metric, _shown(sa, side_a, metric),
+                              _shown(sb, side_b, metric), winner, p))
+        both = [*side_a, *side_b]
+        for metric in judged_by.not_applicable(both, metric_names(both)):
+            lines.append(Line(scope, metric, "n/a", "n/a", "—", "—"))
     return lines
+
+
+def _shown(summary: Summary | None, runs: list[Run], metric: str) -> str:
+    if summary is None and judged_by.reason(runs, metric):
+        return "n/a"
+    return fmt.mean_std(summary)
 
 
 def _text_table(headers: list[str], rows: list[list[str]]) -> str:
@@ -106,6 +128,16 @@ def compare(a: Side, b: Side) -> tuple[str, str]:
     directions = {line.metric: direction_word(line.metric) for line in lines}
     unknown = sorted(m for m, w in directions.items() if w == "direction unknown")
     tail = f" No direction known for: {', '.join(unknown)}." if unknown else ""
+    everything = [*runs_a, *runs_b]
+    judged = judged_by.judged_by(everything)
+    if judged:
+        tail += f" Judged by: {', then '.join(judged)}."
+    missing = judged_by.not_applicable(everything, metric_names(everything))
+    by_reason: dict[str, list[str]] = {}
+    for metric, why in missing.items():
+        by_reason.setdefault(why, []).append(metric)
+    for why, metrics in by_reason.items():
+        tail += f" n/a for {', '.join(metrics)}: {why or 'no reason recorded'}."
 
     text_parts = [f"Compare {name_a} vs {name_b}", counts]
     if warning:

@@ -1,26 +1,17 @@
 """Which way is better for a metric, decided from its name alone.
 
-Every table, plot and comparison in the reports asks this one question, so the rule lives in
-one place: losses and perplexities go down, translation and accuracy scores go up.
+Every table, plot and comparison in the reports asks this one question; the rule itself
+(losses and perplexities go down, translation and accuracy scores go up) lives with the other
+rules about metric names in `recipes/metrics.py`, where sweeps read it too.
 """
 
 from __future__ import annotations
 
 import math
 
-# Substrings, not exact names, so that "val/loss@2x", "test/ppl" and "val/bpc" all match.
-_LOWER_IS_BETTER = ("loss", "ppl", "bpc")
-_HIGHER_IS_BETTER = ("bleu", "chrf", "exact_match", "accuracy")
+from tzoo.recipes.metrics import lower_is_better
 
-
-def lower_is_better(metric: str) -> bool | None:
-    """True if smaller values of `metric` are better, False if larger are, None if unknown."""
-    name = metric.lower()
-    if any(key in name for key in _LOWER_IS_BETTER):
-        return True
-    if any(key in name for key in _HIGHER_IS_BETTER):
-        return False
-    return None
+__all__ = ["better", "direction_word", "lower_is_better"]
 
 
 def direction_word(metric: str) -> str:

@@ -9,14 +9,15 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from tzoo.components.errors import ConfigError
 from tzoo.sweeps.results import IMPORTANCE_METHOD, StudyResult
 
-from . import fmt, plots
-from .direction import better, direction_word
+from . import fmt, judged_by, plots
+from .direction import better, direction_word, lower_is_better
 from .document import Block, Bullets, Code, Heading, Image, Note, Paragraph, Table
 from .probe_runner import Loader, probe_run, safe_name
 from .runs import Run, VariantGroup, group_by_fingerprint, group_by_variant
@@ -31,6 +32,8 @@ from .stats import (
 )
 
 STAT_HEADERS = ["variant", "seeds", "mean ± std", "95% CI", "Δ vs base", "p"]
+ONE_SEED_BEST = ("from one seed: a single draw, with no spread to tell the difference from "
+                 "chance")
 COST_HEADERS = ["params", "tokens/s", "peak mem (MB)", "wall time"]
 
 
@@ -73,6 +76,11 @@ def header(runs: Sequence[Run], title: str, command: str, generated: str) -> lis
     versions = _versions(with_summary)
     if versions:
         items.append("**Versions:** " + "; ".join(versions))
+    judged = judged_by.judged_by(with_summary)
+    if judged:
+        source = ("`eval.primary`" if judged_by.declared(with_summary)
+                  else "the task's default for this corpus; `eval.primary` sets it")
+        items.append(f"**Judged by:** {', then '.join(f'`{m}`' for m in judged)} ({source})")
     blocks: list[Block] = [
         Heading(1, title),
         Paragraph(f"Generated {generated} by:"),
@@ -100,14 +108,38 @@ def _seeds(group: VariantGroup, row: MetricRow) -> str:
     return f"{n}{extra}"
 
 
-def _best_variant(rows: Sequence[MetricRow], metric: str) -> str | None:
-    best: MetricRow | None = None
-    for row in rows:
-        if row.summary is None:
-            continue
-        if best is None or better(metric, row.summary.mean, best.summary.mean) == -1:
+@dataclass(frozen=True)
+class Best:
+    """The outcome of looking for the best variant on one metric."""
+
+    variant: str | None  # the one best mean; None when there is no single one
+    tied: tuple[str, ...] = ()  # the variants sharing the best mean, when they tie
+    one_seed: bool = False  # some variant compared has a single seed: no spread to judge by
+
+
+def best_variant(rows: Sequence[MetricRow], metric: str) -> Best:
+    """The variant with the best mean, marked only where a difference exists: with fewer
+    than two variants measured, an unknown direction, or a tie at the precision the tables
+    show (`fmt.num`: BLEU 0.000 everywhere, exact match 100.0 everywhere), there is none."""
+    scored = [r for r in rows if r.summary is not None]
+    if len(scored) < 2 or lower_is_better(metric) is None:
+        return Best(None)
+    best = scored[0]
+    for row in scored[1:]:
+        if better(metric, row.summary.mean, best.summary.mean) == -1:
             best = row
-    return best.variant if best else None
+    one_seed = any(r.summary.n < 2 for r in scored)
+    shown = fmt.num(best.summary.mean)
+    tied = tuple(r.variant for r in scored if fmt.num(r.summary.mean) == shown)
+    if len(tied) > 1:
+        return Best(None, tied, one_seed)
+    return Best(best.variant, (), one_seed)
+
+
+def _best_note(best: Best) -> list[Block]:
+    if best.variant is None or not best.one_seed:
+        return []
+    return [Paragraph(f"*Bold marks the best mean ({ONE_SEED_BEST}).*")]
 
 
 def _cell_references(groups: Sequence[VariantGroup]) -> bool:
@@ -124,13 +156,15 @@ def _anchor_mark(group: VariantGroup) -> str:
 def metric_table(groups: Sequence[VariantGroup], metric: str, *, costs: bool) -> Table:
     """One row per variant: seeds, mean ± std, CI, Δ and p (and cost columns if asked)."""
     rows = compare_metric(groups, metric)
-    best = _best_variant(rows, metric)
+    best = best_variant(rows, metric).variant
     table_rows = []
     for group, row in zip(groups, rows, strict=True):
         delta, p = fmt.delta(row.delta)
         name = f"`{row.variant}`" + _anchor_mark(group)
         value = fmt.mean_std(row.summary)
-        if row.variant == best and len(rows) > 1:
+        if row.summary is None and judged_by.reason(group.runs, metric):
+            value = "n/a"
+        if row.variant == best:
             value = f"**{value}**"
         line = [name, _seeds(group, row), value, fmt.ci(row.summary), delta, p]
         if costs:
@@ -152,9 +186,14 @@ def metric_table(groups: Sequence[VariantGroup], metric: str, *, costs: bool) ->
 def _takeaways(groups: Sequence[VariantGroup], metric: str) -> list[str]:
     rows = compare_metric(groups, metric)
     lines = []
-    best = _best_variant(rows, metric)
-    if best is not None and len(rows) > 1:
-        lines.append(f"Best mean `{metric}`: `{best}`.")
+    best = best_variant(rows, metric)
+    caveat = f" ({ONE_SEED_BEST})" if best.one_seed else ""
+    if best.variant is not None:
+        lines.append(f"Best mean `{metric}`: `{best.variant}`{caveat}.")
+    elif best.tied:
+        shown = fmt.num(next(r.summary.mean for r in rows if r.variant == best.tied[0]))
+        names = ", ".join(f"`{v}`" for v in best.tied)
+        lines.append(f"No single best `{metric}`: {names} tie at {shown}.")
     significant = 0
     for row in rows:
         d = row.delta
@@ -173,6 +212,17 @@ def _takeaways(groups: Sequence[VariantGroup], metric: str) -> list[str]:
         versus = "its reference" if _cell_references(groups) else "the base"
         lines.append(f"No difference to {versus} on `{metric}` is significant at p < 0.05.")
     return lines
+
+
+def not_applicable_note(runs: Sequence[Run], measured: Sequence[str]) -> list[Block]:
+    """The metrics no run could measure, each read as n/a with its reason."""
+    missing = judged_by.not_applicable(runs, measured)
+    by_reason: dict[str, list[str]] = {}
+    for metric, why in missing.items():
+        by_reason.setdefault(why, []).append(f"`{metric}`")
+    lines = [f"{', '.join(names)}: n/a — {why or 'no reason recorded'}."
+             for why, names in by_reason.items()]
+    return [Note("**Not applicable:** " + " ".join(lines))] if lines else []
 
 
 def extrapolation_table(groups: Sequence[VariantGroup], names: Sequence[tuple[float, str]],
@@ -201,7 +251,9 @@ def results(runs: Sequence[Run], root: Path, plot_dir: Path, level: int,
     # The @Nx context-length metrics get one compact table of their own instead of one
     # full table each.
     families = plots.extrapolation_metrics(metrics)
+    leading = judged_by.leading(runs, metrics)
     plain = [m for m in metrics if "@" not in m] or metrics
+    plain = [*leading, *(m for m in plain if m not in leading)]
     primary = plain[0]
     description = TEST_DESCRIPTION
     if _cell_references(groups):
@@ -224,11 +276,13 @@ def results(runs: Sequence[Run], root: Path, plot_dir: Path, level: int,
     takeaways = _takeaways(groups, primary)
     if takeaways:
         blocks.append(Bullets(takeaways))
-    blocks.append(Heading(level + 1, f"`{primary}` ({direction_word(primary)}) and cost"))
-    blocks.append(metric_table(groups, primary, costs=True))
-    for metric in plain[1:]:
-        blocks.append(Heading(level + 1, f"`{metric}` ({direction_word(metric)})"))
-        blocks.append(metric_table(groups, metric, costs=False))
+    blocks += not_applicable_note(runs, metrics)
+    for metric in plain:
+        costs = metric == primary
+        blocks.append(Heading(level + 1, f"`{metric}` ({direction_word(metric)})"
+                              + (" and cost" if costs else "")))
+        blocks.append(metric_table(groups, metric, costs=costs))
+        blocks += _best_note(best_variant(compare_metric(groups, metric), metric))
     if families:
         blocks.append(Heading(level + 1, "Length extrapolation"))
         blocks.append(Paragraph(

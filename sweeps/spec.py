@@ -3,8 +3,9 @@
     name: lr-placement               # default: the file's stem; runs go to runs/<name>/
     experiment: ../recipes/lm-norms.yaml   # relative to this file
     set: {train.steps: 300}          # overrides of the experiment's keys
-    metric: val/loss
-    direction: minimize
+    metric: val/loss                 # default: the validation figure of what the experiment
+                                     # is judged by (eval.primary, or its task's default)
+    direction: minimize              # default: the metric's own (loss down, BLEU up)
     n_trials: 20                     # per study; completed + pruned trials count
     space:
       train.lr: {type: float, low: 1.0e-4, high: 3.0e-3, log: true}
@@ -37,7 +38,9 @@ from tzoo.recipes.experiment import (
     read_yaml,
     set_dotted,
 )
+from tzoo.recipes.metrics import VALIDATION, lower_is_better, split_metric
 from tzoo.recipes.schema import all_keys, known_key
+from tzoo.recipes.tasks import judged_by
 
 from .algorithms import PRUNERS, SAMPLERS, Choice, grid_size, parse_choice
 from .space import Param, parse_space
@@ -152,11 +155,12 @@ def _validated(raw: dict[str, Any], path: Path) -> Sweep:
     if not isinstance(name, str) or not name or "/" in name:
         raise ConfigError(f"expected a name without '/', got {name!r}", key="name")
     per, per_values = _per(raw, experiment)
+    metric = _string(raw, "metric", default_objective(experiment.base))
     sweep = Sweep(
         name=name, path=path, experiment=experiment,
         space=parse_space(raw.get("space"), forbidden=(per,) if per else ()),
-        metric=_string(raw, "metric", "val/loss"),
-        direction=_string(raw, "direction", "minimize"),
+        metric=metric,
+        direction=_string(raw, "direction", default_direction(metric)),
         n_trials=_integer(raw, "n_trials", 20, minimum=0),
         seed=_integer(raw, "seed", 0, minimum=0),
         sampler=parse_choice(raw.get("sampler"), "sampler", SAMPLERS, "tpe"),
@@ -182,6 +186,18 @@ def _validated(raw: dict[str, Any], path: Path) -> Sweep:
         sweep.n_trials = min(sweep.n_trials, grid_size(sweep.space))
     _check_values(sweep)
     return sweep
+
+
+def default_objective(config: dict[str, Any]) -> str:
+    """What a sweep optimises unless it says: the metric the experiment is judged by, as
+    measured on the validation split (a trial is pruned on it while it trains, and the test
+    split stays unseen by the search)."""
+    return f"{VALIDATION}/{split_metric(judged_by(config)[0])[1]}"
+
+
+def default_direction(metric: str) -> str:
+    """maximize for a score (BLEU, exact match), minimize for a loss or an unknown metric."""
+    return "maximize" if lower_is_better(metric) is False else "minimize"
 
 
 def _experiment(raw: dict[str, Any], path: Path) -> Experiment:

@@ -116,6 +116,11 @@ def _tell(sweep: Sweep, study: optuna.Study, trial: optuna.Trial,
             raise ConfigError(unknown_choice("metric", sweep.metric, metrics), key="metric",
                               source=str(sweep.path))
         value = metrics[sweep.metric]
+        why = (summary.task_fields.get("not_applicable") or {}).get(sweep.metric)
+        if value is None and why:  # BLEU on one-word references: no trial can score it
+            _finish(study, trial, TrialState.FAIL, "failed", f"{sweep.metric} is n/a")
+            raise ConfigError(f"'{sweep.metric}' is not applicable to these runs: {why}; "
+                              "name another metric", key="metric", source=str(sweep.path))
         if value is None:  # the runner stores a NaN or infinite metric as null
             return _finish(study, trial, TrialState.PRUNED, "diverged",
                            f"{sweep.metric} is not finite")

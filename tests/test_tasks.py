@@ -191,12 +191,12 @@ def test_bleu_and_chrf_equal_sacrebleu():
     assert scores["chrf"] == pytest.approx(
         sacrebleu.corpus_chrf(HYPOTHESES, [REFERENCES]).score, abs=1e-9)
     assert scores["exact_match"] == 0.0
-    # short corpora (one-symbol targets of the synthetic tasks) too
+    # short corpora (one-symbol targets of the synthetic tasks) too; BLEU, which would read
+    # 0 on references shorter than 4 words whatever the output, is left out there
     for hyps, refs in ((["ab"], ["abc"]), (["3", "4"], ["3", "5"])):
         scores = corpus_scores(hyps, refs)
         assert scores["chrf"] == pytest.approx(sacrebleu.corpus_chrf(hyps, [refs]).score)
-        assert scores["bleu"] == pytest.approx(sacrebleu.corpus_bleu(hyps, [refs]).score,
-                                               abs=1e-4)
+        assert "bleu" not in scores
     perfect = corpus_scores(["the cat sat on the mat"], ["the cat sat on the mat"])
     assert perfect == {"bleu": pytest.approx(100.0), "chrf": pytest.approx(100.0),
                        "exact_match": 100.0}

@@ -23,7 +23,7 @@ from __future__ import annotations
 from . import builtin, files, hub, numbers, synthetic  # noqa: F401
 from .builtin import BUILTINS
 from .corpus import CORPUS_KEY, TASKS, Corpus, corpus_fingerprint, iter_pairs
-from .loading import KINDS, LOADERS, Loader, corpus_kind, load_corpus
+from .loading import KINDS, LOADERS, Loader, corpus_kind, is_generated, load_corpus
 from .numbers import NUMBER_PAIRS
 from .splits import SPLIT_ALIASES, Rows
 from .synthetic import BRACKETS, SYMBOLS, SYNTHETIC_TASKS
@@ -44,6 +44,7 @@ __all__ = [
     "Rows",
     "corpus_fingerprint",
     "corpus_kind",
+    "is_generated",
     "iter_pairs",
     "load_corpus",
 ]

@@ -17,7 +17,7 @@ from .splits import Rows
 NUMBER_PAIRS = ("en-de", "en-fr", "digits-en")
 
 
-@corpus_kind("numbers")
+@corpus_kind("numbers", generated=True)
 def load_numbers(rest: str, task: str, options: dict[str, Any], seed: int) -> dict[str, Rows]:
     """Number words via num2words; train/validation/test from disjoint values in
     [0, max_value], test_long from (max_value, long_max_value] for length generalisation."""

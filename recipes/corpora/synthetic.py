@@ -21,7 +21,7 @@ SYMBOLS = string.ascii_letters  # single characters, so the char tokenizer sees 
 BRACKETS = ("()", "[]", "{}", "<>")
 
 
-@corpus_kind("synthetic")
+@corpus_kind("synthetic", generated=True)
 def load_synthetic(rest: str, task: str, options: dict[str, Any], seed: int) -> dict[str, Rows]:
     """Diagnostic tasks from a seeded generator: the same seed and options give the same data."""
     if rest not in SYNTHETIC_TASKS:
