@@ -278,7 +278,7 @@ def test_a_corpus_kind_is_one_registration():
         corpus = load_corpus("echo:hi", task="lm")
         assert corpus.splits["train"]["text"] == ["hi 0", "hi 1", "hi 2"]
         assert corpus.splits["validation"]["text"] == ["hi 3"]
-        with pytest.raises(ConfigError, match=r"did you mean 'echo'.*allowed: builtin, echo, file"):
+        with pytest.raises(ConfigError, match=r"did you mean 'echo'.*allowed: builtin, dataset, echo, file"):
             load_corpus("ecko:hi", task="lm")
         with pytest.raises(ValueError, match="registered twice"):
             corpus_kind("echo")(echo)
