@@ -17,6 +17,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import datasets
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
@@ -78,10 +79,17 @@ class StepBatches(IterableDataset):
 
 
 class LMStream:
-    """A split as one 1-D LongTensor of token ids, documents separated by `eos_id`."""
+    """A split as one 1-D sequence of token ids, documents separated by `eos_id`: a LongTensor
+    in memory, or a numpy memmap of a token file (`token_files.py`), of which only the windows
+    a batch asks for are read, and converted to int64 there."""
 
-    def __init__(self, tokens: torch.Tensor):
-        self.tokens = tokens.long().flatten()
+    def __init__(self, tokens: torch.Tensor | np.ndarray):
+        if isinstance(tokens, np.ndarray):
+            self.array: np.ndarray | None = tokens.reshape(-1)
+            self.tokens = None
+        else:
+            self.array = None
+            self.tokens = tokens.long().flatten()
 
     @classmethod
     def from_split(cls, split: datasets.Dataset, tokenizer: Tokenizer) -> LMStream:
@@ -95,7 +103,19 @@ class LMStream:
         return cls(tokens)
 
     def __len__(self) -> int:
-        return self.tokens.numel()
+        return self.tokens.numel() if self.tokens is not None else len(self.array)
+
+    def gather(self, index: torch.Tensor) -> torch.Tensor:
+        """The ids at `index` (any shape), as int64."""
+        if self.tokens is not None:
+            return self.tokens[index]
+        return torch.from_numpy(self.array[index.numpy()].astype(np.int64))
+
+    def window(self, start: int, length: int) -> torch.Tensor:
+        """`length` consecutive ids from `start`, as int64."""
+        if self.tokens is not None:
+            return self.tokens[start : start + length]
+        return torch.from_numpy(self.array[start : start + length].astype(np.int64))
 
     def check(self, context: int, what: str = "split") -> None:
         """Fail early, with the sizes, when no window of context+1 tokens fits."""
@@ -138,7 +158,7 @@ class TrainWindows(StepBatches):
         n_starts = len(self.stream) - self.context  # last start leaves room for context+1
         g = _generator(self.seed, step, "lm")
         starts = torch.randint(0, n_starts, (self.batch_size,), generator=g)
-        return {"tokens": self.stream.tokens[starts[:, None] + self._offsets]}
+        return {"tokens": self.stream.gather(starts[:, None] + self._offsets)}
 
 
 class EvalWindows(Dataset):
@@ -171,7 +191,7 @@ class EvalWindows(Dataset):
         if not 0 <= i < self.n_windows:
             raise IndexError(i)
         start = i * self.context
-        return {"tokens": self.stream.tokens[start : start + self.context + 1]}
+        return {"tokens": self.stream.window(start, self.context + 1)}
 
     def loader(self) -> DataLoader:
         """Batches of `batch_size` windows, in order."""
