@@ -28,7 +28,7 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,7 +41,16 @@ from tzoo.components.errors import ConfigError
 from .corpora import CORPUS_KEY
 from .corpora.files import resolve_files
 from .corpora.splits import split_name
-from .tokenization import BPETokenizer, Tokenizer, build_tokenizer, load_tokenizer
+from .tokenization import (
+    N_SPECIAL,
+    UNK_ID,
+    BPETokenizer,
+    ByteTokenizer,
+    CharTokenizer,
+    Tokenizer,
+    build_tokenizer,
+    load_tokenizer,
+)
 
 ROOT_VARIABLE = "TZOO_TOKEN_DIR"
 #: `data.token_files: auto` uses token files from this many bytes of split files on
@@ -252,6 +261,7 @@ def _write(folder: Path, corpus: TokenCorpus, spec: str, splits: dict[str, list[
 
     tokenizer = build_tokenizer(spec, training_pieces())
     dtype = np.uint16 if tokenizer.vocab_size <= 1 << 16 else np.uint32
+    encode = _encoder(tokenizer)
     meta: dict[str, Any] = {"format": FORMAT, "corpus": corpus.fingerprint,
                             "tokenizer": tokenizer.fingerprint, "spec": spec,
                             "dtype": np.dtype(dtype).name, "splits": {}}
@@ -266,8 +276,7 @@ def _write(folder: Path, corpus: TokenCorpus, spec: str, splits: dict[str, list[
                     characters += sum(len(p.encode("utf-8")) if spec == "byte" else len(p)
                                       for p in batch)
                     text_seen = text_seen or any(p.strip() for p in batch)
-                    ids = np.fromiter((i for row in tokenizer.encode_batch(batch) for i in row),
-                                      dtype=dtype)
+                    ids = encode(batch).astype(dtype, copy=False)
                     tokens += ids.size
                     out.write(ids.tobytes())
                 if not text_seen:
@@ -298,6 +307,28 @@ def _read(folder: Path, corpus: TokenCorpus, spec: str) -> TokenFiles | None:
             ratios[name] = info["characters"] / info["text_tokens"] if info["text_tokens"] \
                 else 1.0
     return TokenFiles(corpus, tokenizer, splits, ratios)
+
+
+def _encoder(tokenizer: Tokenizer) -> Callable[[list[str]], np.ndarray]:
+    """The ids of a batch of pieces, joined: `tokenizer.encode_batch`, with the character
+    and byte tokenizers' per-character Python loops done as numpy table lookups (~50x faster;
+    the tests hold both to the tokenizer's own ids)."""
+    if isinstance(tokenizer, CharTokenizer):
+        table = np.full(max(map(ord, tokenizer.chars), default=0) + 2, UNK_ID, dtype=np.int64)
+        for char in tokenizer.chars:
+            table[ord(char)] = tokenizer.encode(char)[0]
+        limit = len(table) - 1  # every code point past the last known one is unknown
+
+        def chars(batch: list[str]) -> np.ndarray:
+            points = np.frombuffer("".join(batch).encode("utf-32-le"), dtype=np.uint32)
+            return table[np.minimum(points, limit)]
+
+        return chars
+    if isinstance(tokenizer, ByteTokenizer):
+        return lambda batch: np.frombuffer("".join(batch).encode("utf-8"),
+                                           dtype=np.uint8).astype(np.int64) + N_SPECIAL
+    return lambda batch: np.fromiter(
+        (i for row in tokenizer.encode_batch(batch) for i in row), dtype=np.int64)
 
 
 def _batches(pieces: Iterator[str]) -> Iterator[list[str]]:

@@ -28,14 +28,16 @@ def _words(rng: random.Random, n: int) -> str:
 
 @pytest.fixture
 def corpus(tmp_path, monkeypatch):
-    """A folder of split files; train.txt is long enough to be cut into several pieces, and
-    test.txt has Windows line ends (read as \\n by both paths)."""
+    """A folder of split files; train.txt is long enough to be cut into several pieces,
+    valid.txt has characters train.txt lacks, and test.txt has Windows line ends (read as \\n
+    by both paths)."""
     monkeypatch.setenv("TZOO_TOKEN_DIR", str(tmp_path / "tokens"))
     rng = random.Random(0)
     folder = tmp_path / "corpus"
     folder.mkdir()
     (folder / "train.txt").write_text(_words(rng, 12000), encoding="utf-8")
-    (folder / "valid.txt").write_text(_words(rng, 300), encoding="utf-8")
+    # characters the training text lacks (one below its highest code point, one far above)
+    (folder / "valid.txt").write_text(_words(rng, 300) + " ß 𝔸 €\n", encoding="utf-8")
     (folder / "test.txt").write_bytes(_words(rng, 300).replace("\n", "\r\n").encode())
     assert (folder / "train.txt").stat().st_size > 3 * token_files.PIECE
     yield folder
