@@ -85,7 +85,7 @@ class LMStream:
 
     def __init__(self, tokens: torch.Tensor | np.ndarray):
         if isinstance(tokens, np.ndarray):
-            self.array: np.ndarray | None = tokens.reshape(-1)
+            self.array: np.ndarray | None = tokens if tokens.ndim == 1 else tokens.reshape(-1)
             self.tokens = None
         else:
             self.array = None
