@@ -72,7 +72,7 @@ def test_token_files_equal_the_in_memory_path(corpus, tokenizer):
     assert mapped.chars_per_token == pytest.approx(in_memory.chars_per_token, rel=1e-12)
     for split in ("train", "validation", "test"):
         memory_stream, file_stream = in_memory.lm_stream(split), mapped.lm_stream(split)
-        assert isinstance(file_stream.array.base, mmap.mmap)  # read from the file, not loaded
+        assert isinstance(file_stream.array.base.obj, mmap.mmap)  # mapped from the file
         assert np.array_equal(file_stream.array, memory_stream.tokens.numpy()), split
     # the batches are the same too: windows are read from the file and widened to int64
     memory_batches = TrainWindows(in_memory.lm_stream("train"), context=32, batch_size=4, seed=3)
