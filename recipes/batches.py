@@ -17,7 +17,6 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import datasets
-import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
@@ -80,16 +79,16 @@ class StepBatches(IterableDataset):
 
 class LMStream:
     """A split as one 1-D sequence of token ids, documents separated by `eos_id`: a LongTensor
-    in memory, or a numpy memmap of a token file (`token_files.py`), of which only the windows
-    a batch asks for are read, and converted to int64 there."""
+    in memory, or a token file (`token_files.MappedTokens`: anything with `len()` and
+    `read(index) -> int64 array`), of which only the windows a batch asks for are read."""
 
-    def __init__(self, tokens: torch.Tensor | np.ndarray):
-        if isinstance(tokens, np.ndarray):
-            self.array: np.ndarray | None = tokens if tokens.ndim == 1 else tokens.reshape(-1)
-            self.tokens = None
+    def __init__(self, tokens: torch.Tensor | Any):
+        if isinstance(tokens, torch.Tensor):
+            self.tokens: torch.Tensor | None = tokens.long().flatten()
+            self.source = None
         else:
-            self.array = None
-            self.tokens = tokens.long().flatten()
+            self.tokens = None
+            self.source = tokens
 
     @classmethod
     def from_split(cls, split: datasets.Dataset, tokenizer: Tokenizer) -> LMStream:
@@ -103,19 +102,19 @@ class LMStream:
         return cls(tokens)
 
     def __len__(self) -> int:
-        return self.tokens.numel() if self.tokens is not None else len(self.array)
+        return self.tokens.numel() if self.tokens is not None else len(self.source)
 
     def gather(self, index: torch.Tensor) -> torch.Tensor:
         """The ids at `index` (any shape), as int64."""
         if self.tokens is not None:
             return self.tokens[index]
-        return torch.from_numpy(self.array[index.numpy()].astype(np.int64))
+        return torch.from_numpy(self.source.read(index.numpy()))
 
     def window(self, start: int, length: int) -> torch.Tensor:
         """`length` consecutive ids from `start`, as int64."""
         if self.tokens is not None:
             return self.tokens[start : start + length]
-        return torch.from_numpy(self.array[start : start + length].astype(np.int64))
+        return torch.from_numpy(self.source.read(slice(start, start + length)))
 
     def check(self, context: int, what: str = "split") -> None:
         """Fail early, with the sizes, when no window of context+1 tokens fits."""

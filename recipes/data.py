@@ -31,7 +31,7 @@ class PreparedData:
     def lm_stream(self, split: str) -> LMStream:
         """A split of an LM corpus as one stream of ids (memory-mapped from token files)."""
         if self.tokens is not None:
-            return LMStream(self.tokens.array(split))
+            return LMStream(self.tokens.mapped(split))
         return LMStream.from_split(self.corpus.splits[split], self.tokenizer)
 
     @property

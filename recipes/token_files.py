@@ -84,17 +84,40 @@ class TokenFiles:
     splits: dict[str, tuple[Path, str, int]]
     chars_per_token: dict[str, float]
 
-    def array(self, split: str) -> np.ndarray:
-        """A split's ids, memory-mapped read-only (nothing is read until it is indexed)."""
+    def mapped(self, split: str) -> MappedTokens:
+        """A split's ids in its token file (read window by window, never loaded whole)."""
         path, dtype, count = self.splits[split]
-        with path.open("rb") as f:
+        return MappedTokens(path, np.dtype(dtype), count)
+
+
+class MappedTokens:
+    """A token file, mapped afresh for every read and unmapped after it.
+
+    A mapping kept open would collect, in the resident set, every page a window has touched
+    (whole large folios of page cache at each fault: tens of MB per batch), until it held the
+    file; nanoGPT remaps its train.bin for every batch for the same reason. A mapping costs
+    microseconds, and the resident set stays at what one batch touches.
+    """
+
+    def __init__(self, path: Path, dtype: np.dtype, count: int):
+        self.path, self.dtype, self.count = path, dtype, count
+
+    def __len__(self) -> int:
+        return self.count
+
+    def read(self, index: Any) -> np.ndarray:
+        """The ids at `index` (a slice or an integer array), as int64."""
+        with self.path.open("rb") as f:
             mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-        if hasattr(mapped, "madvise"):
-            # Training reads short windows at random places: without this, every page fault
-            # also reads ahead ~128 KB around it, and the file's pages would fill the
-            # resident set (harmlessly, the kernel may drop them, but the numbers mislead).
-            mapped.madvise(mmap.MADV_RANDOM)
-        return np.frombuffer(mapped, dtype=dtype, count=count)
+        try:
+            if hasattr(mapped, "madvise"):
+                mapped.madvise(mmap.MADV_RANDOM)  # windows are short: no read-ahead
+            ids = np.frombuffer(mapped, dtype=self.dtype, count=self.count)
+            out = ids[index].astype(np.int64)  # a copy: nothing refers to the mapping after
+            del ids
+        finally:
+            mapped.close()
+        return out
 
 
 def token_root() -> Path:
