@@ -9,6 +9,7 @@ import io
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -283,8 +284,9 @@ def test_full_disk_fails_cleanly(server, tmp_path):
     sized, streamed = served(server, "big.bin", big), served(server, "big-stream.bin", big)
     root = tmp_path / "disk"
     root.mkdir()
-    unshare = subprocess.run(["unshare", "-rm", "true"], capture_output=True)
-    mode = "tmpfs" if unshare.returncode == 0 else "rlimit"
+    namespaces = shutil.which("unshare") and subprocess.run(
+        ["unshare", "-rm", "true"], capture_output=True).returncode == 0
+    mode = "tmpfs" if namespaces else "rlimit"
     prefix = ["unshare", "-rm"] if mode == "tmpfs" else []
     done = subprocess.run(
         [*prefix, sys.executable, "-c", FULL_DISK, mode, str(root),
