@@ -78,10 +78,17 @@ class StepBatches(IterableDataset):
 
 
 class LMStream:
-    """A split as one 1-D LongTensor of token ids, documents separated by `eos_id`."""
+    """A split as one 1-D sequence of token ids, documents separated by `eos_id`: a LongTensor
+    in memory, or a token file (`token_files.MappedTokens`: anything with `len()` and
+    `read(index) -> int64 array`), of which only the windows a batch asks for are read."""
 
-    def __init__(self, tokens: torch.Tensor):
-        self.tokens = tokens.long().flatten()
+    def __init__(self, tokens: torch.Tensor | Any):
+        if isinstance(tokens, torch.Tensor):
+            self.tokens: torch.Tensor | None = tokens.long().flatten()
+            self.source = None
+        else:
+            self.tokens = None
+            self.source = tokens
 
     @classmethod
     def from_split(cls, split: datasets.Dataset, tokenizer: Tokenizer) -> LMStream:
@@ -95,7 +102,19 @@ class LMStream:
         return cls(tokens)
 
     def __len__(self) -> int:
-        return self.tokens.numel()
+        return self.tokens.numel() if self.tokens is not None else len(self.source)
+
+    def gather(self, index: torch.Tensor) -> torch.Tensor:
+        """The ids at `index` (any shape), as int64."""
+        if self.tokens is not None:
+            return self.tokens[index]
+        return torch.from_numpy(self.source.read(index.numpy()))
+
+    def window(self, start: int, length: int) -> torch.Tensor:
+        """`length` consecutive ids from `start`, as int64."""
+        if self.tokens is not None:
+            return self.tokens[start : start + length]
+        return torch.from_numpy(self.source.read(slice(start, start + length)))
 
     def check(self, context: int, what: str = "split") -> None:
         """Fail early, with the sizes, when no window of context+1 tokens fits."""
@@ -138,7 +157,7 @@ class TrainWindows(StepBatches):
         n_starts = len(self.stream) - self.context  # last start leaves room for context+1
         g = _generator(self.seed, step, "lm")
         starts = torch.randint(0, n_starts, (self.batch_size,), generator=g)
-        return {"tokens": self.stream.tokens[starts[:, None] + self._offsets]}
+        return {"tokens": self.stream.gather(starts[:, None] + self._offsets)}
 
 
 class EvalWindows(Dataset):
@@ -171,7 +190,7 @@ class EvalWindows(Dataset):
         if not 0 <= i < self.n_windows:
             raise IndexError(i)
         start = i * self.context
-        return {"tokens": self.stream.tokens[start : start + self.context + 1]}
+        return {"tokens": self.stream.window(start, self.context + 1)}
 
     def loader(self) -> DataLoader:
         """Batches of `batch_size` windows, in order."""

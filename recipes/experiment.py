@@ -19,6 +19,7 @@ import copy
 import hashlib
 import itertools
 import json
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -255,7 +256,7 @@ def _resolve_extends(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     if path in seen:
         chain = " -> ".join(p.name for p in (*seen, path))
         raise ConfigError(f"'extends' forms a cycle: {chain}", key="extends", source=str(path))
-    data = read_yaml(path)
+    data = _anchor_files(read_yaml(path), path.parent)
     parent = data.pop("extends", None)
     if parent is None:
         return data
@@ -263,6 +264,19 @@ def _resolve_extends(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
         raise ConfigError("expected a file name", key="extends", source=str(path))
     base = _resolve_extends((path.parent / parent), (*seen, path))
     return deep_merge(base, data)
+
+
+def _anchor_files(data: dict[str, Any], folder: Path) -> dict[str, Any]:
+    """A relative `file:` corpus is relative to the file that names it (as `extends:` is), not
+    to the directory `tzoo` runs in: it is made absolute here. (`--set data.corpus=file:...`
+    is relative to the working directory, like any path on a command line.)"""
+    section = data.get("data")
+    corpus = section.get("corpus") if isinstance(section, dict) else None
+    if isinstance(corpus, str) and corpus.startswith("file:"):
+        rest = corpus[len("file:"):]
+        if rest and not Path(rest).expanduser().is_absolute():
+            section["corpus"] = "file:" + os.path.normpath(folder / rest)
+    return data
 
 
 def parse_override(text: str) -> tuple[str, Any]:

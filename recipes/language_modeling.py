@@ -17,7 +17,7 @@ from torchmetrics.aggregation import MeanMetric
 
 from tzoo.components.masks import PrefixMask
 
-from .batches import EvalWindows, LMStream, TrainWindows
+from .batches import EvalWindows, TrainWindows
 from .data import PreparedData
 from .task import Task, step_generator
 from .tokenization import N_SPECIAL
@@ -46,9 +46,7 @@ class LMData(L.LightningDataModule):
         self.config, self.data, self.seed, self.start_step = config, data, seed, start_step
         section = config["data"]
         self.context, self.batch_size = int(section["context"]), int(section["batch_size"])
-        tokenizer = data.tokenizer
-        self.streams = {split: LMStream.from_split(data.corpus.splits[split], tokenizer)
-                        for split in ("train", "validation", "test")}
+        self.streams = {split: data.lm_stream(split) for split in ("train", "validation", "test")}
         self.streams["train"].check(self.context, "train split")
         self.eval_contexts: list[tuple[str, int]] = []
         self.not_applicable: list[str] = []

@@ -68,6 +68,9 @@ SCHEMA: dict[str, Any] = {
         "context": Field((int,), 128, minimum=2, doc="LM training context, in tokens"),
         "max_len": Field((int,), 64, minimum=2, doc="translation: longest source/target kept"),
         "batch_size": Field((int,), 16, minimum=1),
+        "token_files": Field((str, bool), "auto", choices=("auto", True, False),
+                             doc="LM on split files: tokenize once into memory-mapped token "
+                                 "files (auto: from 64 MB of text)"),
     },
     "model": "ModelConfig",
     "train": {
@@ -115,7 +118,7 @@ SCHEMA: dict[str, Any] = {
 NON_RESULT_KEYS = (
     "experiment", "description", "extends", "plugins", "seeds", "runs_dir", "ablate",
     "train.logger", "train.progress", "train.checkpoint_every", "train.log_every",
-    "train.threads", "train.accelerator", "train.devices", "eval.primary",
+    "train.threads", "train.accelerator", "train.devices", "eval.primary", "data.token_files",
 )
 
 

@@ -278,7 +278,8 @@ def test_a_corpus_kind_is_one_registration():
         corpus = load_corpus("echo:hi", task="lm")
         assert corpus.splits["train"]["text"] == ["hi 0", "hi 1", "hi 2"]
         assert corpus.splits["validation"]["text"] == ["hi 3"]
-        with pytest.raises(ConfigError, match=r"did you mean 'echo'.*allowed: builtin, echo, file"):
+        with pytest.raises(ConfigError,
+                           match=r"did you mean 'echo'.*allowed: builtin, dataset, echo, file"):
             load_corpus("ecko:hi", task="lm")
         with pytest.raises(ValueError, match="registered twice"):
             corpus_kind("echo")(echo)
@@ -490,3 +491,42 @@ def test_induction_with_distinct_symbols_has_one_earlier_occurrence_to_copy():
     with pytest.raises(ConfigError, match="needs vocab >= 10") as error:
         synthetic("induction", task="lm", vocab=8, length=10, distinct=True)
     assert error.value.key == "data.options.vocab"
+
+
+def test_hf_streaming_takes_max_rows_and_scripts_are_explained(tmp_path, monkeypatch):
+    """Streaming reads only the rows asked for; the Hub is played by local parquet files (the
+    network boundary is all that is stubbed: `datasets` streams them for real)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    files = {}
+    for split, n in (("train", 500), ("validation", 50)):
+        files[split] = str(tmp_path / f"{split}.parquet")
+        pq.write_table(pa.table({"text": [f"{split} line {i}" for i in range(n)]}), files[split])
+    real, seen = datasets.load_dataset, {}
+
+    def hub(name, config=None, **kwargs):
+        seen.update(kwargs, name=name, config=config)
+        return real("parquet", data_files=files, cache_dir=str(tmp_path / "hf"), **kwargs)
+
+    monkeypatch.setattr(datasets, "load_dataset", hub)
+    options = {"streaming": True, "max_rows": {"train": 40, "validation": 10},
+               "revision": "0123abc"}
+    corpus = load_corpus("hf:someone/big:sample", task="lm", options=options)
+    assert seen == {"streaming": True, "revision": "0123abc", "name": "someone/big",
+                    "config": "sample"}
+    assert corpus.splits["train"]["text"] == [f"train line {i}" for i in range(40)]
+    assert corpus.splits["validation"].num_rows == 10
+    seen.clear()
+    trimmed = load_corpus("hf:someone/big", task="lm", options={"max_rows": 30})
+    assert trimmed.splits["train"].num_rows == 30 and "streaming" not in seen
+    with pytest.raises(ConfigError, match="max_rows") as err:
+        load_corpus("hf:someone/big", task="lm", options={"streaming": True})
+    assert err.value.key == "data.options.max_rows"
+
+    def script(name, config=None, **kwargs):
+        raise RuntimeError("Dataset scripts are no longer supported, but found tiny.py")
+
+    monkeypatch.setattr(datasets, "load_dataset", script)
+    with pytest.raises(ConfigError, match=r"loading script.*parquet"):
+        load_corpus("hf:tiny_shakespeare", task="lm")

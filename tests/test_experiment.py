@@ -225,3 +225,26 @@ def test_declared_reference_reaches_every_run_summary(tiny, write_yaml, tmp_path
     summaries = [json.loads(p.read_text()) for p in out.glob("*/summary.json")]
     assert len(summaries) == 4
     assert all(s["reference"] == {"model.ffn": "gelu"} for s in summaries)
+
+
+def test_relative_file_corpus_is_relative_to_the_file_that_names_it(tmp_path, monkeypatch):
+    """`file:` paths resolve against the experiment file's folder (as `extends:` does), so an
+    experiment runs the same from any working directory; `--set` paths stay relative to it."""
+    (tmp_path / "base").mkdir()
+    (tmp_path / "base" / "base.yaml").write_text("data: {corpus: 'file:corpus/input.txt'}\n")
+    (tmp_path / "study").mkdir()
+    (tmp_path / "study" / "child.yaml").write_text("extends: ../base/base.yaml\n")
+    (tmp_path / "study" / "own.yaml").write_text(
+        "extends: ../base/base.yaml\ndata: {corpus: 'file:../texts/*.txt'}\n")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    inherited = load_experiment(tmp_path / "study" / "child.yaml")
+    assert inherited.base["data"]["corpus"] == f"file:{tmp_path / 'base' / 'corpus' / 'input.txt'}"
+    own = load_experiment(tmp_path / "study" / "own.yaml")
+    assert own.base["data"]["corpus"] == f"file:{tmp_path / 'texts' / '*.txt'}"
+    cli = load_experiment(tmp_path / "study" / "own.yaml", ["data.corpus=file:mine.txt"])
+    assert cli.base["data"]["corpus"] == "file:mine.txt"
+    for written in ("file:/data/input.txt", "dataset:tinyshakespeare"):
+        (tmp_path / "abs.yaml").write_text(f"data: {{corpus: '{written}'}}\n")
+        assert load_experiment(tmp_path / "abs.yaml").base["data"]["corpus"] == written

@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from tzoo.components.errors import ConfigError, did_you_mean
 from tzoo.recipes.bench.cli import add_arguments as bench_arguments
 from tzoo.recipes.bench.cli import bench_command
+from tzoo.recipes.store.cli import add_arguments as data_arguments
 
 BAD_INPUT, FAILED = 2, 1
 
@@ -43,6 +44,8 @@ def _validate(args: argparse.Namespace) -> int:
     from tzoo.recipes.experiment import load_experiment
     from tzoo.recipes.tasks import resolve_model
 
+    if _is_sweep_file(args.experiment):
+        return _validate_sweep(args)
     experiment = load_experiment(args.experiment, args.set)
     runs = experiment.plan()
     print(f"{experiment.name}: {len(runs)} runs ({experiment.mode}, seeds {experiment.seeds}) "
@@ -58,6 +61,35 @@ def _validate(args: argparse.Namespace) -> int:
     if not args.data:
         print("(parameter counts use the default vocabulary; --data loads the corpus and "
               "tokenizer to count exactly)")
+    return 0
+
+
+def _is_sweep_file(path: str) -> bool:
+    """A sweep file names its search space; an experiment file cannot have that key."""
+    from pathlib import Path
+
+    from tzoo.recipes.experiment import read_yaml
+
+    return "space" in read_yaml(Path(path))
+
+
+def _validate_sweep(args: argparse.Namespace) -> int:
+    """`tzoo validate SWEEP.yaml [--data]`: the sweep's studies, each checked like a run."""
+    from tzoo.components import build_model
+    from tzoo.recipes.data import prepare_data
+    from tzoo.recipes.tasks import resolve_model
+    from tzoo.sweeps.spec import load_sweep
+
+    sweep = load_sweep(args.experiment, args.set)
+    studies = sweep.studies()
+    print(f"{sweep.name}: sweep of {sweep.experiment.name}, {len(studies)} study(ies) x "
+          f"{sweep.n_trials} trials over {', '.join(p.key for p in sweep.space)} -> "
+          f"{sweep.runs_dir}")
+    for study in studies:
+        config = sweep.trial_config(study, {})
+        vocab = prepare_data(config).tokenizer.vocab_size if args.data else None
+        model = build_model(resolve_model(config, vocab_size=vocab), task_supplies_prefix=True)
+        print(f"  {study.name:<40} {model.num_parameters():>10,} params")
     return 0
 
 
@@ -103,6 +135,12 @@ def _sweep(args: argparse.Namespace) -> int:
     from tzoo.sweeps.cli import sweep_command
 
     return sweep_command(args)
+
+
+def _data(args: argparse.Namespace) -> int:
+    from tzoo.recipes.store.cli import data_command
+
+    return data_command(args)
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -157,6 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
               tzoo run recipes/quickstart.yaml --set train.steps=200
               tzoo report runs/quickstart
               tzoo sweep sweeps/lr-placement.yaml --workers 2
+              tzoo data fetch tinyshakespeare multi30k
             """),
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -176,7 +215,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("pattern", nargs="?", default="*",
                      help="shell-style filter on FAMILY.NAME, e.g. 'positions.*' or '*glu'")
 
-    sub = command("validate", _validate, "check an experiment and print its planned runs")
+    sub = command("validate", _validate, "check an experiment (or a sweep) and print its "
+                  "planned runs")
     experiment_arguments(sub)
     sub.add_argument("--data", action="store_true",
                      help="also load the data and tokenizer (exact vocabulary, data errors)")
@@ -194,6 +234,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--trials", type=int, help="override the number of trials")
     sub.add_argument("--export", metavar="YAML", help="write the best trial as an experiment")
     sub.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+
+    sub = command("data", _data, "the named datasets: list, fetch, verify, path")
+    data_arguments(sub)
 
     sub = command("report", _report, "write report.md and index.html from run directories")
     sub.add_argument("runs", nargs="+", help="experiment or run directories (globs allowed)")

@@ -6,6 +6,7 @@ modules so that they work from an installed package too:
 
     python -m tzoo.recipes.bench.zoo_vs_gpt          # the zoo's decoder vs a monolithic GPT
     python -m tzoo.recipes.bench.nanogpt_reference   # nanoGPT's CPU recipe without the suite
+    python -m tzoo.recipes.bench.corpus_scale        # token files vs in-memory, by corpus size
 
 Their results go to reports/bench/ and reports/nanogpt-shakespeare-cpu/.
 """

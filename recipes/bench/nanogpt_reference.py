@@ -33,10 +33,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-# The corpus the suite's recipes name (base-lm.yaml: file:../shared/data/...), found from this
-# file rather than the working directory: shared/ sits beside the checkout (recipes/bench/ is two
-# folders inside it).
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "tinyshakespeare" / "input.txt"
+
+def shakespeare() -> Path:
+    """The corpus the suite's recipes name (base-lm.yaml: dataset:tinyshakespeare), from the
+    dataset cache (downloaded and verified there on first use): the one piece of the suite
+    this reference borrows, so that both read the very same bytes."""
+    from tzoo.recipes.store import CATALOGUE, ensure
+
+    entry = CATALOGUE["tinyshakespeare"]
+    return ensure(entry) / entry.corpus
 
 
 class Block(nn.Module):
@@ -178,7 +183,9 @@ def train_one(seed: int, text: str, args: argparse.Namespace) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tzoo.recipes.bench.nanogpt_reference",
                                      description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument("--data", type=Path, default=None,
+                        help="Tiny Shakespeare's input.txt (default: the dataset cache's copy, "
+                             "fetched on first use)")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--context", type=int, default=64)
@@ -197,6 +204,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
+    if args.data is None:
+        from tzoo.components.errors import ConfigError
+
+        try:
+            args.data = shakespeare()
+        except ConfigError as error:  # offline and not cached, say: one line, exit 2
+            parser.error(str(error))
     if not args.data.is_file():
         parser.error(f"no corpus at {args.data}; pass --data PATH to Tiny Shakespeare's input.txt")
     torch.set_num_threads(args.threads)

@@ -10,7 +10,8 @@ sees one shape:
 Split names are "train", "validation" and "test", plus extra held-out sets kept by name
 ("test_long" for length generalisation, "test_2017_flickr" for Multi30k files, ...).
 
-URI kinds, one module each: ``hf:NAME[:CONFIG]`` (hub), ``file:PATH_OR_GLOB`` (files),
+URI kinds, one module each: ``dataset:NAME`` (dataset: a named corpus from the catalogue,
+downloaded once and verified), ``hf:NAME[:CONFIG]`` (hub), ``file:PATH_OR_GLOB`` (files),
 ``builtin:pydoc`` and ``builtin:stdlib`` (builtin), ``synthetic:TASK`` (synthetic),
 ``numbers:PAIR`` (numbers). A new kind is a module whose loader is decorated with
 `corpus_kind("scheme")`, plus its name in the import below. Bad input raises `ConfigError`
@@ -20,7 +21,7 @@ with the key ``data.corpus`` (or ``data.options.NAME`` for an option).
 from __future__ import annotations
 
 # Importing a kind's module registers its loader in LOADERS.
-from . import builtin, files, hub, numbers, synthetic  # noqa: F401
+from . import builtin, dataset, files, hub, numbers, synthetic  # noqa: F401
 from .builtin import BUILTINS
 from .corpus import CORPUS_KEY, TASKS, Corpus, corpus_fingerprint, iter_pairs
 from .loading import KINDS, LOADERS, Loader, corpus_kind, is_generated, load_corpus

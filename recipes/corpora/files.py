@@ -30,7 +30,7 @@ def load_files(rest: str, task: str, options: dict[str, Any], seed: int) -> dict
     return _load_parallel_files(rest, options)
 
 
-def _resolve_files(pattern: str) -> list[Path]:
+def resolve_files(pattern: str) -> list[Path]:
     """The files a `file:` path names: a file, every file in a directory, or a glob."""
     if not pattern:
         raise ConfigError(
@@ -68,7 +68,7 @@ def _load_lm_files(pattern: str, options: Mapping[str, Any]) -> dict[str, Rows]:
 
     Each file stays one row (one document), so the batcher sees a split as one stream.
     """
-    files = _resolve_files(pattern)
+    files = resolve_files(pattern)
     named = {p: split_name(p.stem) for p in files}
     if all(named.values()):
         out: dict[str, Rows] = {}
@@ -107,7 +107,7 @@ def _load_parallel_files(pattern: str, options: Mapping[str, Any]) -> dict[str, 
         p.suffix in (".tsv", ".jsonl") for p in path.iterdir() if p.is_file()
     ):
         return _load_lang_pairs(path, "{split}.{lang}", options)
-    files = _resolve_files(pattern)
+    files = resolve_files(pattern)
     per_file = {p: _read_pair_table(p, options) for p in files}
     named = {p: split_name(p.stem) for p in files}
     if all(named.values()):

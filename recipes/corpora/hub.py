@@ -2,6 +2,12 @@
 
 Before loading, a short TCP probe checks that the Hub can be reached: offline, the loader goes
 straight to the local datasets cache instead of letting the Hub client retry for ~25 s.
+
+Options: `revision` pins a commit of the dataset's repository (a branch moves); `streaming:
+true` reads rows as they arrive instead of downloading every file first, for datasets too
+large to download whole, and then needs `max_rows` (an int for every split, or {split: n}),
+which also trims a downloaded dataset. `datasets` 4 and later no longer run loading scripts:
+only Hub datasets stored as data files (parquet, JSON, CSV, text) load.
 """
 
 from __future__ import annotations
@@ -28,14 +34,25 @@ def load_hub(rest: str, task: str, options: dict[str, Any], seed: int) -> dict[s
     name, _, config = rest.partition(":")
     if not name:
         raise ConfigError("write a Hub dataset as 'hf:NAME' or 'hf:NAME:CONFIG'", key=CORPUS_KEY)
+    streaming, limits = _streaming(options)
+    # Only what the experiment asks for, so the call stays what `datasets` defaults to.
+    extra: dict[str, Any] = {"streaming": True} if streaming else {}
+    if options.get("revision"):
+        extra["revision"] = str(options["revision"])
     reachable = hub_reachable()
     try:
         # Offline, go straight to the local datasets cache: left to itself, the Hub client
         # retries for ~25 s before it gives up.
         with contextlib.nullcontext() if reachable else _hub_offline():
             # Looked up on the module at call time so tests can stub the network boundary.
-            loaded = datasets.load_dataset(name, config or None)
+            loaded = datasets.load_dataset(name, config or None, **extra)
     except Exception as err:
+        if "scripts are no longer supported" in str(err):
+            raise ConfigError(
+                f"Hub dataset '{rest}' is a loading script, which `datasets` 4 and later no "
+                "longer run; use a Hub dataset stored as data files (parquet, JSON, CSV, text: "
+                "the Formats line of its Hub page), or a named dataset (`tzoo data list`)",
+                key=CORPUS_KEY) from None
         if not _is_unreachable(err):
             raise
         why = "" if reachable else (f"{hub_host()} cannot be reached from this machine and "
@@ -46,13 +63,40 @@ def load_hub(rest: str, task: str, options: dict[str, Any], seed: int) -> dict[s
             "instead",
             key=CORPUS_KEY,
         ) from err
-    if not isinstance(loaded, datasets.DatasetDict):
-        loaded = datasets.DatasetDict({"train": loaded})
+    if not isinstance(loaded, (datasets.DatasetDict, datasets.IterableDatasetDict)):
+        loaded = {"train": loaded}
     out: dict[str, Rows] = {}
     for split, ds in loaded.items():
         target = split_name(split) or split
+        limit = limits.get(split, limits.get("*"))
+        if isinstance(ds, datasets.IterableDataset):  # the first rows, as they arrive
+            if limit is None:
+                raise ConfigError(f"no max_rows for the streamed split '{split}'",
+                                  key="data.options.max_rows")
+            ds = datasets.Dataset.from_list(list(ds.take(limit)))
+        elif limit is not None and limit < ds.num_rows:
+            ds = ds.select(range(limit))
         out[target] = _hub_rows(ds, task, options, rest)
     return out
+
+
+def _streaming(options: Mapping[str, Any]) -> tuple[bool, dict[str, int]]:
+    """(option `streaming`, rows to keep per split from `max_rows`; "*" for every split)."""
+    streaming = options.get("streaming", False)
+    if not isinstance(streaming, bool):
+        raise ConfigError(f"expected true/false, got {streaming!r}", key="data.options.streaming")
+    value = options.get("max_rows")
+    items = value.items() if isinstance(value, Mapping) else [("*", value)]
+    limits = {str(split): n for split, n in items if n is not None}
+    for n in limits.values():
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ConfigError(f"expected a positive number of rows (or {{split: rows}}), got "
+                              f"{value!r}", key="data.options.max_rows")
+    if streaming and not limits:
+        raise ConfigError("a streamed dataset is read as it arrives and may never end: say how "
+                          "many rows to take, e.g. max_rows: 100000 (or {train: 100000, "
+                          "validation: 5000})", key="data.options.max_rows")
+    return streaming, limits
 
 
 def hub_host() -> str:
