@@ -4,7 +4,9 @@
   append-only with a file lock, so several processes, even on several machines sharing the
   folder, can work on one study);
 * a path: a journal file there (relative to the current directory, like `runs_dir`);
-* a URL: an Optuna database (`sqlite:///sweep.db` for one machine, or any SQLAlchemy URL).
+* a URL: an Optuna database (`sqlite:///sweep.db` for one machine, or any SQLAlchemy URL:
+  `postgresql://user:password@host/db` for several machines, with the `postgresql` extra's
+  driver). A server that does not answer is given `CONNECT_TIMEOUT_S` to, not forever.
 
 The admission lock serialises "count the trials, then ask for one" across the processes of a
 sweep, so N workers never start more trials than asked for. It is a lock file beside the
@@ -28,6 +30,8 @@ if TYPE_CHECKING:
 # sweep's study.json snapshot, see results.py) needs none of it, and it is slow to import.
 
 JOURNAL = "study.journal"
+#: seconds a database server has to accept the connection before the sweep gives up
+CONNECT_TIMEOUT_S = 10
 #: seconds after which a lock file left by a killed process is broken
 LOCK_GRACE_S = 30
 
@@ -68,7 +72,23 @@ class StorageSpec:
                 self.lock_path.parent.mkdir(parents=True, exist_ok=True)
             # SQLite locks the whole file per write; wait for the other workers' writes.
             kwargs["engine_kwargs"] = {"connect_args": {"timeout": 60}}
-        return optuna.storages.RDBStorage(self.url, **kwargs)
+        elif self.url.startswith(("postgresql", "mysql")):
+            # libpq and the MySQL drivers wait for an unreachable host as long as the OS
+            # does (minutes); a wrong URL should be a clear error in seconds.
+            kwargs["engine_kwargs"] = {"connect_args": {"connect_timeout": CONNECT_TIMEOUT_S},
+                                       "pool_pre_ping": True}
+        return optuna.storages.RDBStorage(_with_driver(self.url), **kwargs)
+
+
+def _with_driver(url: str) -> str:
+    """`postgresql://` names no driver, and SQLAlchemy's default for it changed (psycopg2
+    before 2.1, psycopg 3 since); name the one the `postgresql` extra installs."""
+    if url.startswith("postgresql://"):
+        import importlib.util
+
+        if importlib.util.find_spec("psycopg") is not None:
+            return "postgresql+psycopg://" + url.removeprefix("postgresql://")
+    return url
 
 
 def resolve_storage(value: str | None, runs_dir: Path) -> StorageSpec:
