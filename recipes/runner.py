@@ -321,8 +321,11 @@ def make_trainer(config: dict, run_dir: Path, throughput: Throughput,
     if progress:
         callbacks.append(ProgressBar())
     steps = int(train["steps"])
+    # Lightning counts the validation interval in batches, which are micro-batches when
+    # gradients accumulate; train.val_every is in optimizer steps.
+    every = min(int(train["val_every"]), steps) * int(train["accumulate"])
     return L.Trainer(
-        max_steps=steps, max_epochs=-1, val_check_interval=min(int(train["val_every"]), steps),
+        max_steps=steps, max_epochs=-1, val_check_interval=every,
         check_val_every_n_epoch=None, limit_val_batches=int(evaluation["batches"]),
         num_sanity_val_steps=0, logger=_logger(config, run_dir) if writer else False,
         callbacks=callbacks, gradient_clip_val=train["grad_clip"], precision=train["precision"],

@@ -10,8 +10,9 @@
 
 The admission lock serialises "count the trials, then ask for one" across the processes of a
 sweep, so N workers never start more trials than asked for. It is a lock file beside the
-storage (Optuna's NFS-safe open-lock); a remote database has no shared folder, so there the
-count is only approximate (at most one extra trial per worker).
+storage (Optuna's NFS-safe open-lock), or on PostgreSQL, which has no shared folder, an
+advisory lock of the server's (released by the server if its holder dies); on another remote
+database the count is only approximate (at most one extra trial per worker).
 """
 
 from __future__ import annotations
@@ -99,11 +100,40 @@ def resolve_storage(value: str | None, runs_dir: Path) -> StorageSpec:
     return StorageSpec(journal=Path(value))
 
 
+#: the advisory lock's key on PostgreSQL (any 64-bit number the suite alone uses)
+ADVISORY_KEY = 0x747A6F6F  # "tzoo"
+_ENGINES: dict[str, object] = {}
+
+
+@contextlib.contextmanager
+def _advisory_lock(url: str) -> Iterator[None]:
+    import sqlalchemy
+
+    engine = _ENGINES.get(url)
+    if engine is None:
+        engine = _ENGINES[url] = sqlalchemy.create_engine(
+            _with_driver(url), poolclass=sqlalchemy.pool.NullPool,
+            connect_args={"connect_timeout": CONNECT_TIMEOUT_S})
+    with engine.connect() as connection:
+        connection.execute(sqlalchemy.text("SELECT pg_advisory_lock(:key)"),
+                           {"key": ADVISORY_KEY})
+        try:
+            yield
+        finally:
+            connection.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:key)"),
+                               {"key": ADVISORY_KEY})
+            connection.commit()
+
+
 @contextlib.contextmanager
 def admission_lock(spec: StorageSpec) -> Iterator[None]:
-    """Hold the sweep's lock (none for a remote database)."""
+    """Hold the sweep's lock (none for a remote database other than PostgreSQL)."""
     from optuna.storages.journal import JournalFileOpenLock
 
+    if spec.url is not None and spec.url.startswith("postgresql"):
+        with _advisory_lock(spec.url):
+            yield
+        return
     path = spec.lock_path
     if path is None:
         yield

@@ -179,6 +179,7 @@ def test_accumulation_trains_the_same_batch_and_resumes_exactly(write_yaml, tmp_
     fresh = run_one(spec_split, tmp_path / "fresh" / spec_split.run_id, "tiny")
     assert base.status == fresh.status == "completed"
     val_whole, val_split = _curve(base.run_dir, "val/loss"), _curve(fresh.run_dir, "val/loss")
+    assert sorted(val_split) == sorted(val_whole) == [9, 19, 29, 30]  # every 10 steps
     assert max(abs(val_whole[s] - val_split[s]) for s in val_whole) <= DDP_TOLERANCE
     assert sorted(_curve(fresh.run_dir, "train/loss")) == list(range(30))
 
