@@ -9,6 +9,8 @@ throughput clock (`measure.Throughput`).
 
 from __future__ import annotations
 
+import signal
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -28,10 +30,12 @@ class Interrupted(Exception):
 
 
 class StopRequest:
-    """Set by a signal handler (Ctrl-C, SIGTERM), honoured at the next step boundary."""
+    """Set by a signal handler (Ctrl-C, SIGTERM), honoured at the next step boundary.
+    `handler`: that handler, while it is installed (the runner's)."""
 
     def __init__(self) -> None:
         self.requested = False
+        self.handler: Any = None
 
 
 class StepCheckpoints(L.Callback):
@@ -63,6 +67,22 @@ class StepCheckpoints(L.Callback):
 
     def on_train_start(self, trainer: L.Trainer, *args: Any) -> None:
         self._boundary = trainer.global_step
+        self._reclaim_sigterm()
+
+    def on_validation_start(self, trainer: L.Trainer, *args: Any) -> None:
+        self._reclaim_sigterm()
+
+    def on_test_start(self, trainer: L.Trainer, *args: Any) -> None:
+        self._reclaim_sigterm()
+
+    def _reclaim_sigterm(self) -> None:
+        """Lightning installs its own SIGTERM handler at every fit/validate/test; under DDP it
+        signals the other processes and broadcasts from inside the handler, which can meet
+        another collective in flight and hang every process. The runner's handler only asks
+        for a stop, which the processes agree on at the next step boundary."""
+        handler = self.stop.handler if self.stop is not None else None
+        if handler is not None and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, handler)
 
     def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
         if trainer.global_step == self._boundary:  # inside an accumulation: not a boundary

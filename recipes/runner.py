@@ -367,9 +367,11 @@ def _stop_on_signals(stop: StopRequest):
               file=sys.stderr, flush=True)
 
     previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    stop.handler = handler
     try:
         yield
     finally:
+        stop.handler = None
         for sig, old_handler in previous.items():
             signal.signal(sig, old_handler)
 

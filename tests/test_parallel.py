@@ -152,6 +152,33 @@ def test_killed_two_process_run_resumes_to_the_same_result(ddp):
                                                     "train/loss")
 
 
+def test_sigterm_to_rank_zero_stops_every_process_at_one_step(ddp):
+    """SIGTERM (a scheduler's stop) to rank 0 alone: the processes agree on the next step
+    boundary, checkpoint there and exit 130; no process hangs in a collective (Lightning's own
+    SIGTERM handler, which broadcasts from inside the handler, is kept out). The rerun resumes
+    to the uninterrupted result."""
+    root, two, _ = ddp
+    out = root / "stopped" / "runs"
+    process = _cli("run", str(two), "--out", str(out))
+    try:
+        deadline = time.monotonic() + 240
+        while not list(out.glob("*/checkpoints/last.ckpt")):
+            assert process.poll() is None, process.communicate()[0]
+            assert time.monotonic() < deadline, "no checkpoint within 240 s"
+            time.sleep(0.02)
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=180)
+    finally:
+        process.kill()
+    assert process.returncode == 130, output
+    run_dir = _run_dir(out)
+    assert _summary(run_dir)["status"] == "interrupted"
+    _finish(_cli("run", str(two), "--out", str(out)))
+    resumed = _summary(run_dir)
+    assert resumed["status"] == "completed" and resumed["resumed_from_step"] >= 5
+    assert resumed["metrics"] == _summary(_run_dir(root / "two" / "runs"))["metrics"]
+
+
 # ------------------------------------------------------------------- gradient accumulation
 
 
