@@ -179,13 +179,11 @@ def _train(spec: RunSpec, run_dir: Path, experiment: str,
     train = config["train"]
     writer = parallel.writes_results(config)  # global rank 0 (or the only process)
     resume_from, start_step = _resume_point(run_dir)
-    if not writer:
-        pass
-    elif resume_from is not None:
+    if writer and resume_from is not None:
         # Rows up to step start_step - 1 were logged before the checkpoint; the resumed run
         # logs step start_step (its first training step) again.
         rundir.truncate_metrics(run_dir, start_step - 1)
-    elif run_dir.exists():
+    elif writer and run_dir.exists():
         # A run that never checkpointed: start clean rather than mixing two partial logs.
         for name in (rundir.METRICS, rundir.SUMMARY):
             (run_dir / name).unlink(missing_ok=True)
