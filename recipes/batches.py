@@ -5,6 +5,10 @@ from a generator seeded with `step_seed(seed, s)`, never from state carried over
 steps. A run resumed at step k (the runner passes `start_step=k`) therefore sees exactly the
 batches an uninterrupted run would have seen from step k on.
 
+Under data parallelism (`parallel.py`) the batch of step s is still drawn whole from (seed, s);
+each process takes its `Share` of the rows, one micro-batch per accumulation step, and
+evaluation splits its windows between the processes.
+
 Everything is tensor indexing in the main process: use the `.loader()` methods (or any
 DataLoader with num_workers=0); worker processes would only duplicate the step sequence.
 """
@@ -21,6 +25,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
 from tzoo.components.errors import ConfigError
+from tzoo.recipes.parallel import WHOLE, Share
 from tzoo.recipes.tokenization import Tokenizer
 
 
@@ -39,35 +44,50 @@ def _steps(start_step: int, total_steps: int | None) -> Iterable[int]:
 
 
 class StepBatches(IterableDataset):
-    """Training batches indexed by step: subclasses define `batch_at(step)`, a pure function
-    of (seed, step); iteration yields the batches of steps start_step, start_step+1, ...
+    """Training batches indexed by step: subclasses define `batch_at(step, rows)`, a pure
+    function of (seed, step) (`rows`: a slice of the step's global batch, all of it by
+    default); iteration yields this process's `share` of the batches of steps start_step,
+    start_step+1, ..., `share.accumulate` micro-batches per step. A sliced batch says which
+    rows it holds, `"rows": (start, stop, global batch size)`, so a task draws its per-row
+    randomness for the whole batch and keeps its rows (the same draws as on one device).
 
-    `len()` is the whole run's `total_steps`, not the steps left: on resume Lightning restores
-    the batch index within the epoch (= the step, as a run is one epoch) and ends the epoch at
-    len(loader), so the number of steps left would end the epoch early and replay the batches
-    from `start_step` in a second epoch.
+    `len()` is the whole run's micro-batches, not the ones left: on resume Lightning restores
+    the batch index within the epoch (= the step × accumulate, as a run is one epoch) and ends
+    the epoch at len(loader), so the number left would end the epoch early and replay the
+    batches from `start_step` in a second epoch.
     """
 
-    def __init__(self, *, batch_size: int, seed: int, start_step: int, total_steps: int | None):
+    def __init__(self, *, batch_size: int, seed: int, start_step: int, total_steps: int | None,
+                 share: Share = WHOLE):
         if batch_size < 1:
             raise ConfigError(f"batch size must be >= 1, got {batch_size}", key="data.batch_size")
         self.batch_size = batch_size
         self.seed = seed
         self.start_step = start_step
         self.total_steps = total_steps
+        self.share = share
 
-    def batch_at(self, step: int) -> dict[str, Any]:
-        """The batch of training step `step`."""
+    def batch_at(self, step: int, rows: slice | None = None) -> dict[str, Any]:
+        """The batch of training step `step` (only `rows` of it, if given)."""
         raise NotImplementedError
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
+        self.share.check(self.batch_size)
+        whole = self.share.parts == 1
         for step in _steps(self.start_step, self.total_steps):
-            yield self.batch_at(step)
+            for micro in range(self.share.accumulate):
+                if whole:
+                    yield self.batch_at(step)
+                    continue
+                rows = self.share.rows(self.batch_size, micro)
+                batch = self.batch_at(step, rows)
+                batch["rows"] = (rows.start, rows.stop, self.batch_size)
+                yield batch
 
     def __len__(self) -> int:
         if self.total_steps is None:
             raise TypeError(f"{type(self).__name__} without total_steps is infinite")
-        return self.total_steps
+        return self.total_steps * self.share.accumulate
 
     def loader(self) -> DataLoader:
         """A DataLoader that passes the ready-made batches through unchanged."""
@@ -144,19 +164,22 @@ class TrainWindows(StepBatches):
         seed: int = 0,
         start_step: int = 0,
         total_steps: int | None = None,
+        share: Share = WHOLE,
     ):
         stream.check(context, "training split")
         super().__init__(batch_size=batch_size, seed=seed, start_step=start_step,
-                         total_steps=total_steps)
+                         total_steps=total_steps, share=share)
         self.stream = stream
         self.context = context
         self._offsets = torch.arange(context + 1)
 
-    def batch_at(self, step: int) -> dict[str, torch.Tensor]:
-        """The batch of training step `step`."""
+    def batch_at(self, step: int, rows: slice | None = None) -> dict[str, torch.Tensor]:
+        """The batch of training step `step` (only `rows` of it, if given)."""
         n_starts = len(self.stream) - self.context  # last start leaves room for context+1
         g = _generator(self.seed, step, "lm")
         starts = torch.randint(0, n_starts, (self.batch_size,), generator=g)
+        if rows is not None:
+            starts = starts[rows]
         return {"tokens": self.stream.gather(starts[:, None] + self._offsets)}
 
 
@@ -165,7 +188,9 @@ class EvalWindows(Dataset):
 
     Window i covers tokens [i*context, (i+1)*context]: consecutive windows share one boundary
     token, so every token after the first is predicted exactly once. `context` may be a
-    multiple of the training context (evaluation at 2x, 4x length).
+    multiple of the training context (evaluation at 2x, 4x length). With `share`, this process
+    evaluates every `share.world`-th window from its rank on: the processes together cover
+    the same windows one process would (a weighted mean over them is the same loss).
     """
 
     def __init__(
@@ -175,6 +200,7 @@ class EvalWindows(Dataset):
         context: int,
         batch_size: int = 32,
         max_batches: int | None = None,
+        share: Share = WHOLE,
     ):
         stream.check(context, "evaluation split")
         self.stream = stream
@@ -182,14 +208,15 @@ class EvalWindows(Dataset):
         self.batch_size = batch_size
         n = (len(stream) - 1) // context
         self.n_windows = n if max_batches is None else min(n, max_batches * batch_size)
+        self.windows = range(share.rank, self.n_windows, share.world)
 
     def __len__(self) -> int:
-        return self.n_windows
+        return len(self.windows)
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        if not 0 <= i < self.n_windows:
+        if not 0 <= i < len(self.windows):
             raise IndexError(i)
-        start = i * self.context
+        start = self.windows[i] * self.context
         return {"tokens": self.stream.window(start, self.context + 1)}
 
     def loader(self) -> DataLoader:
@@ -275,6 +302,7 @@ class TrainPairs(StepBatches):
         seed: int = 0,
         start_step: int = 0,
         total_steps: int | None = None,
+        share: Share = WHOLE,
     ):
         if len(pairs) == 0:
             raise ConfigError(
@@ -282,7 +310,7 @@ class TrainPairs(StepBatches):
                 key="data.max_len",
             )
         super().__init__(batch_size=batch_size, seed=seed, start_step=start_step,
-                         total_steps=total_steps)
+                         total_steps=total_steps, share=share)
         self.pairs = pairs
         self.batch_size = min(batch_size, len(pairs))
         self.pad_id = pad_id
@@ -295,11 +323,14 @@ class TrainPairs(StepBatches):
             self._perm = (epoch, torch.randperm(len(self.pairs), generator=g))
         return self._perm[1]
 
-    def batch_at(self, step: int) -> dict[str, Any]:
-        """The collated batch of training step `step`."""
+    def batch_at(self, step: int, rows: slice | None = None) -> dict[str, Any]:
+        """The collated batch of training step `step` (only `rows` of it, if given: padded to
+        the longest of those rows)."""
         epoch, within = divmod(step, self.steps_per_epoch)
         start = within * self.batch_size
         idx = self._permutation(epoch)[start : start + self.batch_size]
+        if rows is not None:
+            idx = idx[rows]
         return collate_pairs([self.pairs[int(i)] for i in idx], self.pad_id)
 
 

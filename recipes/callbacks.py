@@ -9,6 +9,8 @@ throughput clock (`measure.Throughput`).
 
 from __future__ import annotations
 
+import signal
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -18,16 +20,22 @@ from lightning.pytorch.callbacks import TQDMProgressBar
 
 from .rundir import atomic_path
 
+#: set in a checkpoint written at a step boundary (periodically or on a stop request): a point
+#: a run resumes from exactly. One written because training raised is not.
+EXACT = "tzoo_exact_resume_point"
+
 
 class Interrupted(Exception):
     """The user stopped the command; the current run was checkpointed."""
 
 
 class StopRequest:
-    """Set by a signal handler (Ctrl-C, SIGTERM), honoured at the next step boundary."""
+    """Set by a signal handler (Ctrl-C, SIGTERM), honoured at the next step boundary.
+    `handler`: that handler, while it is installed (the runner's)."""
 
     def __init__(self) -> None:
         self.requested = False
+        self.handler: Any = None
 
 
 class StepCheckpoints(L.Callback):
@@ -42,35 +50,77 @@ class StepCheckpoints(L.Callback):
     Does the job of Lightning's ModelCheckpoint + OnExceptionCheckpoint pair for a step-based
     run, with less per-step machinery (ModelCheckpoint formats its state key, a repr of its
     settings, on each of the six per-step hook calls), and writes each file under a temporary
-    name first, so a crash mid-write never leaves a truncated resume point."""
+    name first, so a crash mid-write never leaves a truncated resume point.
+
+    With gradient accumulation Lightning calls the batch hooks once per micro-batch; only the
+    one that completed an optimizer step is a step boundary. Under data parallelism every
+    process saves (Lightning writes from global rank 0) and a stop asked of any process stops
+    them all at the same step."""
 
     def __init__(self, last: str | Path, interrupted: str | Path, every: int,
                  stop: StopRequest | None = None):
         self.last, self.interrupted = Path(last), Path(interrupted)
         self.every = max(1, int(every))
         self.stop = stop
+        self._boundary = -1  # the step of the last boundary seen
+        self._exact = True
+
+    def on_train_start(self, trainer: L.Trainer, *args: Any) -> None:
+        self._boundary = trainer.global_step
+        self._reclaim_sigterm()
+
+    def on_validation_start(self, trainer: L.Trainer, *args: Any) -> None:
+        self._reclaim_sigterm()
+
+    def on_test_start(self, trainer: L.Trainer, *args: Any) -> None:
+        self._reclaim_sigterm()
+
+    def _reclaim_sigterm(self) -> None:
+        """Lightning installs its own SIGTERM handler at every fit/validate/test; under DDP it
+        signals the other processes and broadcasts from inside the handler, which can meet
+        another collective in flight and hang every process. The runner's handler only asks
+        for a stop, which the processes agree on at the next step boundary."""
+        handler = self.stop.handler if self.stop is not None else None
+        if handler is not None and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, handler)
 
     def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
+        if trainer.global_step == self._boundary:  # inside an accumulation: not a boundary
+            return
+        self._boundary = trainer.global_step
         if trainer.global_step % self.every == 0:
             self._save(trainer, self.last)
         self.stop_if_requested(trainer)
 
     def stop_if_requested(self, trainer: L.Trainer) -> None:
         """At a step boundary (or between evaluations): checkpoint and raise `Interrupted` if
-        a stop was asked for."""
-        if self.stop is not None and self.stop.requested:
+        a stop was asked for (of any process)."""
+        requested = self.stop is not None and self.stop.requested
+        if trainer.world_size > 1:
+            requested = trainer.strategy.reduce_boolean_decision(requested, all=False)
+        if requested:
             self._save(trainer, self.interrupted)
             raise Interrupted()
 
     def on_exception(self, trainer: L.Trainer, pl_module: Any, exception: BaseException) -> None:
-        if not isinstance(exception, (KeyboardInterrupt, Interrupted)):
-            self._save(trainer, self.interrupted)
+        # Kept for inspection, never resumed from (not exact). Under data parallelism saving
+        # is collective, and the other processes may not have raised.
+        if trainer.world_size == 1 and not isinstance(exception, (KeyboardInterrupt,
+                                                                  Interrupted)):
+            self._save(trainer, self.interrupted, exact=False)
 
-    @staticmethod
-    def _save(trainer: L.Trainer, path: Path) -> None:
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: Any,
+                           checkpoint: dict[str, Any]) -> None:
+        checkpoint[EXACT] = self._exact
+
+    def _save(self, trainer: L.Trainer, path: Path, *, exact: bool = True) -> None:
         # Lightning writes the file from the global-zero process only, which publishes it.
-        with atomic_path(path, publish=trainer.is_global_zero) as temporary:
-            trainer.save_checkpoint(temporary)
+        self._exact = exact
+        try:
+            with atomic_path(path, publish=trainer.is_global_zero) as temporary:
+                trainer.save_checkpoint(temporary)
+        finally:
+            self._exact = True
 
 
 class ProgressBar(TQDMProgressBar):

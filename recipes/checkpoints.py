@@ -20,11 +20,14 @@ from .rundir import CONFIG, FINAL_CHECKPOINT, TOKENIZER, atomic_path
 from .tokenization import Tokenizer, load_tokenizer
 
 
-def save_final(run_dir: Path, model: torch.nn.Module, task_supplies_prefix: bool) -> None:
+def save_final(run_dir: Path, model: torch.nn.Module, task_supplies_prefix: bool,
+               state_dict: dict[str, torch.Tensor] | None = None) -> None:
+    """`state_dict`: the model's weights where `model` holds only a shard of them (FSDP)."""
+    state = model.state_dict() if state_dict is None else state_dict
     payload = {
         "model_config": model.config.to_dict(),
         "task_supplies_prefix": task_supplies_prefix,
-        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "state_dict": {k: v.detach().cpu() for k, v in state.items()},
     }
     with atomic_path(run_dir / FINAL_CHECKPOINT) as temporary:
         torch.save(payload, temporary)

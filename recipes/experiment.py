@@ -30,6 +30,7 @@ import yaml
 from tzoo.components import load_plugins
 from tzoo.components.errors import ConfigError, unknown_choice
 
+from .parallel import check_parallel
 from .schema import NON_RESULT_KEYS, all_keys, defaults, known_key, validate_sections
 from .tasks import check_task, resolve_model
 
@@ -395,12 +396,7 @@ def check_run_config(config: dict[str, Any], variant: dict[str, Any] | None = No
     try:
         validate_sections({k: v for k, v in config.items() if k != "ablate"})
         check_task(config, resolve_model(config))
-        if config["train"]["devices"] not in (1, "1", "auto"):
-            raise ConfigError(
-                f"one device per run, got {config['train']['devices']!r}: training batches are "
-                "drawn per step, not sharded across devices, so every device would train on "
-                "the same batch; run several runs at once with `tzoo run --shard I/N` instead",
-                key="train.devices")
+        check_parallel(config)
     except ConfigError as error:
         if where and where not in error.detail:
             raise ConfigError(error.detail + where, key=error.key, source=error.source) from None

@@ -19,6 +19,7 @@ from tzoo.components.masks import PrefixMask
 
 from .batches import EvalWindows, TrainWindows
 from .data import PreparedData
+from .parallel import share_of
 from .task import Task, step_generator
 from .tokenization import N_SPECIAL
 
@@ -63,12 +64,15 @@ class LMData(L.LightningDataModule):
         return TrainWindows(
             self.streams["train"], context=self.context, batch_size=self.batch_size,
             seed=self.seed, start_step=self.start_step,
-            total_steps=int(self.config["train"]["steps"]),
+            total_steps=int(self.config["train"]["steps"]), share=share_of(self.trainer),
         ).loader()
 
     def _eval(self, split: str, length: int):
+        # Under data parallelism each process evaluates its share of the windows; the task's
+        # weighted means (torchmetrics) add them up across processes.
         return EvalWindows(self.streams[split], context=length, batch_size=self.batch_size,
-                           max_batches=int(self.config["eval"]["batches"])).loader()
+                           max_batches=int(self.config["eval"]["batches"]),
+                           share=share_of(self.trainer)).loader()
 
     def val_dataloader(self):
         return [self._eval("validation", length) for _, length in self.eval_contexts]
@@ -116,32 +120,39 @@ class LanguageModeling(Task):
         })
 
     # ------------------------------------------------------------------------- objectives
-    def _prepare(self, tokens: Tensor, generator: torch.Generator | None):
-        """(inputs, targets with -100 where no loss, prefix lengths or None)."""
+    def _prepare(self, tokens: Tensor, generator: torch.Generator | None,
+                 rows: tuple[int, int, int] | None = None):
+        """(inputs, targets with -100 where no loss, prefix lengths or None). `rows`: which rows
+        of a step's global batch `tokens` holds (data parallelism): random choices are drawn
+        for the whole batch and these rows kept, the same draws one device makes."""
         inputs, targets = tokens[:, :-1], tokens[:, 1:]
         if self.objective == "causal":
             return inputs, targets, None
+        start, stop, total = rows or (0, tokens.shape[0], tokens.shape[0])
         if self.objective == "prefix":
             batch, length = inputs.shape
             if generator is None:  # evaluation: a fixed half-length prefix
                 prefix = torch.full((batch,), max(1, length // 2), dtype=torch.long)
             else:
-                prefix = torch.randint(1, length, (batch,), generator=generator)
+                prefix = torch.randint(1, length, (total,), generator=generator)[start:stop]
             prefix = prefix.to(tokens.device)
             # Loss only where the next token lies beyond the prefix.
             position = torch.arange(length, device=tokens.device)[None, :]
             targets = targets.masked_fill(position < prefix[:, None] - 1, -100)
             return inputs, targets, prefix if self.uses_prefix_mask else None
-        return self._mask_tokens(tokens[:, :-1], generator)
+        return self._mask_tokens(tokens[:, :-1], generator, (start, stop, total))
 
-    def _mask_tokens(self, tokens: Tensor, generator: torch.Generator | None):
+    def _mask_tokens(self, tokens: Tensor, generator: torch.Generator | None,
+                     rows: tuple[int, int, int] | None = None):
         """BERT (Devlin et al. 2019, section 3.1): pick `mask_prob` of positions; of those 80%
         become [MASK], 10% a random token, 10% stay; the loss is on the picked positions."""
         device = tokens.device
-        draws = torch.rand(tokens.shape, generator=generator).to(device)
-        action = torch.rand(tokens.shape, generator=generator).to(device)
-        random_tokens = torch.randint(N_SPECIAL, self.vocab_size, tokens.shape,
-                                      generator=generator).to(device)
+        start, stop, total = rows or (0, tokens.shape[0], tokens.shape[0])
+        shape = (total, *tokens.shape[1:])
+        draws = torch.rand(shape, generator=generator)[start:stop].to(device)
+        action = torch.rand(shape, generator=generator)[start:stop].to(device)
+        random_tokens = torch.randint(N_SPECIAL, self.vocab_size, shape,
+                                      generator=generator)[start:stop].to(device)
         picked = draws < self.mask_prob
         inputs = torch.where(picked & (action < 0.8), torch.full_like(tokens, self.mask_id),
                              tokens)
@@ -149,8 +160,9 @@ class LanguageModeling(Task):
         targets = tokens.masked_fill(~picked, -100)
         return inputs, targets, None
 
-    def _loss(self, tokens: Tensor, generator: torch.Generator | None) -> tuple[Tensor, int]:
-        inputs, targets, prefix = self._prepare(tokens, generator)
+    def _loss(self, tokens: Tensor, generator: torch.Generator | None,
+              rows: tuple[int, int, int] | None = None) -> tuple[Tensor, int]:
+        inputs, targets, prefix = self._prepare(tokens, generator, rows)
         logits = self.model(inputs, prefix_lengths=prefix)
         counted = int((targets != -100).sum())
         loss = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(),
@@ -163,7 +175,7 @@ class LanguageModeling(Task):
     def loss(self, batch: dict) -> tuple[Tensor, int]:
         generator = None if self.objective == "causal" else step_generator(
             self.seed, self.global_step, "objective")
-        return self._loss(batch["tokens"], generator)
+        return self._loss(batch["tokens"], generator, batch.get("rows"))
 
     # ------------------------------------------------------------------------- evaluation
     def _eval_generator(self, batch_idx: int) -> torch.Generator | None:
@@ -200,7 +212,9 @@ class LanguageModeling(Task):
         results = {}
         for label in self.eval_labels:
             metric = self.eval_means[label.replace(".", "_")]
-            if metric.update_count:
+            # compute() sums the means' parts across processes: all must call it, even one
+            # whose share of the windows was empty.
+            if metric.update_count or self.trainer.world_size > 1:
                 results[f"val/loss@{label}"] = metric.compute()
             metric.reset()
         if not results:

@@ -12,7 +12,9 @@ from .resident import release_freed_memory, reset_high_water_mark, status_kib
 
 
 class Throughput(L.Callback):
-    """Training tokens per second, timing only the training steps (not evaluation)."""
+    """Training tokens per second, timing only the training steps (not evaluation). This
+    process's tokens; under data parallelism the runner adds up every process's
+    (`runner.across_processes`)."""
 
     def __init__(self) -> None:
         self.seconds = 0.0
@@ -54,6 +56,8 @@ class PeakMemory:
         self._thread: threading.Thread | None = None
         self._kernel_mark = False
         self._measured = False
+        #: the largest process's peak under data parallelism (`runner.across_processes`)
+        self.across: float | None = None
 
     def __enter__(self) -> PeakMemory:
         if self.cuda:

@@ -16,6 +16,10 @@ _NOISE = (
     r".*The number of training batches .* is smaller than the logging interval.*",
     # Batches are a pure function of (seed, step), so resuming mid-epoch is exact here.
     r".*resuming from a checkpoint that ended before the epoch ended.*",
+    # Epoch-level values the tasks log under data parallelism are already reduced across
+    # processes (torchmetrics sums the weighted means' parts), so the same on every process.
+    r".*when logging on epoch level in distributed setting.*",
+    r".*torch.distributed.nn.functional.all_gather is deprecated.*",
 )
 
 

@@ -164,6 +164,12 @@ class RunSummary:
     reused_from: str | None = None
     params: int | None = None
     tokens_per_s: float | None = None
+    #: training tokens of this (re)start, every process's: tokens_per_s's numerator
+    tokens_trained: int | None = None
+    #: processes that trained the run (data parallelism), when more than one
+    processes: int | None = None
+    #: CUDA_VISIBLE_DEVICES of the process that trained it (one device per process)
+    visible_devices: str | None = None
     peak_mem_mb: float | None = None
     wall_s: float | None = None
     data_fingerprint: str = UNKNOWN
@@ -173,7 +179,7 @@ class RunSummary:
     task_fields: dict[str, Any] = field(default_factory=dict)
 
     #: left out of the JSON when empty: most runs have none
-    _OPTIONAL = ("reference", "reused_from", "diverged_at_step")
+    _OPTIONAL = ("reference", "reused_from", "diverged_at_step", "processes", "visible_devices")
 
     @property
     def completed(self) -> bool:
@@ -210,6 +216,9 @@ class RunSummary:
             reused_from=data.get("reused_from") or None,
             params=_int(data.get("params")),
             tokens_per_s=_number(data.get("tokens_per_s")),
+            tokens_trained=_int(data.get("tokens_trained")),
+            processes=_int(data.get("processes")),
+            visible_devices=data.get("visible_devices"),
             peak_mem_mb=_number(data.get("peak_mem_mb")),
             wall_s=_number(data.get("wall_s")),
             data_fingerprint=str(data.get("data_fingerprint") or UNKNOWN),

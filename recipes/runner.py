@@ -4,12 +4,18 @@ For each run of an experiment: skip it if it already completed (or diverged: it 
 reuse it if the same run id completed under another experiment; resume it from its last
 checkpoint if it was interrupted; otherwise train it. A diverged or failed run is recorded and
 the others go on. Ctrl-C (or SIGTERM) checkpoints the current run and stops the command.
+
+Under data parallelism (`parallel.py`) Lightning's DDP launcher starts the other processes by
+running the same command again; each goes through the same runs in the same order and takes
+the same decisions (from files only rank 0 changes, and only once all processes are training),
+and only global rank 0 writes the run directory.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
+import os
 import shutil
 import signal
 import sys
@@ -26,8 +32,8 @@ from lightning.pytorch.loggers import CSVLogger
 
 from tzoo.components import ConfigError
 
-from . import rundir
-from .callbacks import Interrupted, ProgressBar, StepCheckpoints, StopRequest
+from . import parallel, rundir
+from .callbacks import EXACT, Interrupted, ProgressBar, StepCheckpoints, StopRequest
 from .checkpoints import save_final
 from .data import prepare_data
 from .experiment import Experiment, RunSpec
@@ -66,15 +72,21 @@ def run_experiment(experiment: Experiment, *, out: str | Path | None = None,
     runs = experiment.plan()[index::count]
     root = Path(out) if out else experiment.runs_dir
     for config in {id(r.config): r.config for r in runs}.values():
+        parallel.check_machine(config)  # devices that are not here: bad input, before training
         prepare_data(config)  # data errors are bad input: fail before anything trains
     outcomes = []
     for position, spec in enumerate(runs, 1):
         run_dir = root / spec.run_id
-        echo(f"[{position}/{len(runs)}] {spec.variant_name} · seed {spec.seed} · {run_dir}")
+        say = echo if parallel.writes_results(spec.config) else _silent
+        say(f"[{position}/{len(runs)}] {spec.variant_name} · seed {spec.seed} · {run_dir}")
         outcome = run_one(spec, run_dir, experiment.name, runs_root=root.parent)
-        echo(f"        {outcome.status}{': ' + outcome.note if outcome.note else ''}")
+        say(f"        {outcome.status}{': ' + outcome.note if outcome.note else ''}")
         outcomes.append(outcome)
     return outcomes
+
+
+def _silent(*args: object) -> None:
+    """The echo of a process other than global rank 0: rank 0 says it once."""
 
 
 def run_one(spec: RunSpec, run_dir: Path, experiment: str, *,
@@ -102,6 +114,8 @@ def _reuse_elsewhere(spec: RunSpec, run_dir: Path, experiment: str,
         if other.resolve() == run_dir.resolve():
             continue
         summary = rundir.read_summary(other)
+        if summary and summary.completed and not parallel.writes_results(spec.config):
+            return RunOutcome(spec, run_dir, "completed", f"reused from {other}")
         if summary and summary.completed:
             if run_dir.exists():
                 shutil.rmtree(run_dir)
@@ -114,13 +128,20 @@ def _reuse_elsewhere(spec: RunSpec, run_dir: Path, experiment: str,
     return None
 
 
-def _resume_point(run_dir: Path, summary: RunSummary | None) -> Path | None:
-    interrupted = run_dir / rundir.INTERRUPTED_CHECKPOINT
-    last = run_dir / rundir.LAST_CHECKPOINT
-    if summary and summary.status == "interrupted" and interrupted.is_file() and (
-            not last.is_file() or interrupted.stat().st_mtime >= last.stat().st_mtime):
-        return interrupted  # (an older one, from a stop before a resume, is not)
-    return last if last.is_file() else None
+def _resume_point(run_dir: Path) -> tuple[Path | None, int]:
+    """(the checkpoint to resume from, its step): of `last.ckpt` and an exact
+    `interrupted.ckpt` (a stop at a step boundary), the one furthest on (an older stop, from
+    before a resume, is behind the resume's `last.ckpt`). Decided from the checkpoints alone,
+    which nothing changes before every process of the run is training, so all decide alike."""
+    best: tuple[Path | None, int] = (None, 0)
+    for path in (run_dir / rundir.LAST_CHECKPOINT, run_dir / rundir.INTERRUPTED_CHECKPOINT):
+        if not path.is_file():
+            continue
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        exact = state.get(EXACT, path.name == Path(rundir.LAST_CHECKPOINT).name)
+        if exact and (best[0] is None or int(state["global_step"]) > best[1]):
+            best = (path, int(state["global_step"]))
+    return best
 
 
 def _logger(config: dict, run_dir: Path):
@@ -156,11 +177,9 @@ def _train(spec: RunSpec, run_dir: Path, experiment: str,
            callbacks: Sequence[L.Callback] = ()) -> RunOutcome:
     config = spec.config
     train = config["train"]
-    resume_from = _resume_point(run_dir, rundir.read_summary(run_dir))
-    start_step = 0
-    if resume_from is not None:
-        start_step = int(torch.load(resume_from, map_location="cpu", weights_only=True)
-                         ["global_step"])
+    writer = parallel.writes_results(config)  # global rank 0 (or the only process)
+    resume_from, start_step = _resume_point(run_dir)
+    if writer and resume_from is not None:
         # Training rows up to step start_step - 1 were logged before the checkpoint; the
         # resumed run logs step start_step (its first training step) again. A validation at
         # start_step ran after the checkpoint and is not repeated by a resumed fit, so it
@@ -168,20 +187,23 @@ def _train(spec: RunSpec, run_dir: Path, experiment: str,
         finished = start_step >= int(train["steps"])
         rundir.truncate_metrics(run_dir, train_before=start_step,
                                 evaluations_through=start_step - 1 if finished else start_step)
-    elif run_dir.exists():
+    elif writer and run_dir.exists():
         # A run that never checkpointed: start clean rather than mixing two partial logs.
         for name in (rundir.METRICS, rundir.SUMMARY):
             (run_dir / name).unlink(missing_ok=True)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    rundir.write_yaml(run_dir / rundir.CONFIG,
-                      {**config, "seed": spec.seed, "run_id": spec.run_id})
+    if writer:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        rundir.write_yaml(run_dir / rundir.CONFIG,
+                          {**config, "seed": spec.seed, "run_id": spec.run_id})
     summary = RunSummary(
         experiment=experiment, run_id=spec.run_id, variant=spec.variant,
         variant_name=spec.variant_name, base_variant=spec.is_base, seed=spec.seed,
         reference=spec.reference, resumed_from_step=start_step,
         data_fingerprint=prepare_data(config).fingerprint,  # memoised: already loaded
+        visible_devices=os.environ.get("CUDA_VISIBLE_DEVICES"),
     )
-    rundir.write_summary(run_dir, summary)
+    if writer:
+        rundir.write_summary(run_dir, summary)
     if train["threads"]:
         torch.set_num_threads(int(train["threads"]))
     L.seed_everything(spec.seed, workers=True, verbose=False)
@@ -194,11 +216,12 @@ def _train(spec: RunSpec, run_dir: Path, experiment: str,
         data, task, datamodule = built.data, built.task, built.datamodule
         summary.params = task.model.num_parameters()
         summary.tokenizer, summary.vocab_size = data.tokenizer.spec, data.tokenizer.vocab_size
-        data.tokenizer.save(run_dir / rundir.TOKENIZER)
+        if writer:
+            data.tokenizer.save(run_dir / rundir.TOKENIZER)
         if train["compile"]:
             task.model = torch.compile(task.model)
         stop = StopRequest()
-        trainer = make_trainer(config, run_dir, throughput, callbacks, stop)
+        trainer = make_trainer(config, run_dir, throughput, callbacks, stop, writer=writer)
         # A stop asked for during an evaluation outside fit is honoured after it.
         checkpoints = next(c for c in trainer.callbacks if isinstance(c, StepCheckpoints))
         with memory, _stop_on_signals(stop):
@@ -217,9 +240,13 @@ def _train(spec: RunSpec, run_dir: Path, experiment: str,
                 tested = _call(trainer.test, task, datamodule=datamodule, verbose=False)
                 for block in tested:
                     metrics.update(_floats(block))
+        across_processes(trainer, throughput, memory, summary)
         metrics.update(dict.fromkeys(task.not_applicable(datamodule)))
         summary.task_fields = task.summary_fields(datamodule)
-        save_final(run_dir, task.model, task_supplies_prefix=supplies_prefix(config))
+        state = _final_state(trainer, task)
+        if writer:
+            save_final(run_dir, task.model, task_supplies_prefix=supplies_prefix(config),
+                       state_dict=state)
         summary.status, summary.metrics, summary.steps = "completed", metrics, int(train["steps"])
     except Interrupted:
         summary.status, summary.error = "interrupted", "stopped by the user; rerun to resume"
@@ -233,21 +260,58 @@ def _train(spec: RunSpec, run_dir: Path, experiment: str,
     except ConfigError:
         raise
     except Exception as error:  # one run failing must not stop the others
-        (run_dir / rundir.ERROR_LOG).write_text(traceback.format_exc())
+        if writer:
+            (run_dir / rundir.ERROR_LOG).write_text(traceback.format_exc())
         summary.status, summary.error = "failed", f"{type(error).__name__}: {error}"
     finally:
         summary.wall_s = round(time.perf_counter() - started, 2)
         summary.tokens_per_s, summary.peak_mem_mb = throughput.tokens_per_s, memory.megabytes
+        summary.tokens_trained = throughput.tokens
+        if memory.across is not None:
+            summary.peak_mem_mb = memory.across
         summary.versions = rundir.versions()
-        rundir.write_summary(run_dir, summary)
+        if writer:
+            rundir.write_summary(run_dir, summary)
     return RunOutcome(spec, run_dir, summary.status, summary.error or "")
 
 
+def across_processes(trainer: L.Trainer, throughput: Throughput, memory: PeakMemory,
+                     summary: RunSummary) -> None:
+    """Under data parallelism: tokens/s counts every process's tokens (over the slowest
+    process's training time) and peak memory is the largest process's. A collective: every
+    process calls it at the same point."""
+    if trainer.world_size == 1:
+        return
+    summary.processes = trainer.world_size
+    strategy = trainer.strategy
+    mine = torch.tensor([throughput.tokens, throughput.seconds, memory.megabytes or 0.0],
+                        dtype=torch.float64, device=strategy.root_device)
+    gathered = strategy.all_gather(mine).reshape(-1, 3).cpu()
+    throughput.tokens = int(gathered[:, 0].sum())
+    throughput.seconds = float(gathered[:, 1].max())
+    memory.across = float(gathered[:, 2].max()) if memory.megabytes is not None else None
+
+
+def _final_state(trainer: L.Trainer, task: L.LightningModule) -> dict | None:
+    """The model's full weights where a strategy shards them (FSDP gathers them: every process
+    must ask); None where `task.model` holds them already."""
+    from lightning.pytorch.strategies import FSDPStrategy
+
+    if not isinstance(trainer.strategy, FSDPStrategy):
+        return None
+    state = trainer.strategy.lightning_module_state_dict()
+    return {key.removeprefix("model."): value for key, value in state.items()
+            if key.startswith("model.")}
+
+
 def make_trainer(config: dict, run_dir: Path, throughput: Throughput,
-                 extra: Sequence[L.Callback] = (), stop: StopRequest | None = None) -> L.Trainer:
+                 extra: Sequence[L.Callback] = (), stop: StopRequest | None = None, *,
+                 writer: bool = True) -> L.Trainer:
     """The Lightning Trainer `tzoo run` trains a resolved run configuration with: its resume
     points in `run_dir`, its loggers, the throughput clock, and `extra` callbacks (a sweep's
-    pruning callback, a benchmark's clock)."""
+    pruning callback, a benchmark's clock). Its devices, strategy and gradient accumulation
+    come from `train` (`parallel.trainer_arguments`); `writer`: whether this process writes
+    the run directory (global rank 0)."""
     train, evaluation = config["train"], config["eval"]
     callbacks = [
         StepCheckpoints(run_dir / rundir.LAST_CHECKPOINT, run_dir / rundir.INTERRUPTED_CHECKPOINT,
@@ -259,13 +323,19 @@ def make_trainer(config: dict, run_dir: Path, throughput: Throughput,
     if progress:
         callbacks.append(ProgressBar())
     steps = int(train["steps"])
+    # Lightning counts the validation interval in batches, which are micro-batches when
+    # gradients accumulate; train.val_every is in optimizer steps.
+    every = min(int(train["val_every"]), steps) * int(train["accumulate"])
     return L.Trainer(
-        max_steps=steps, max_epochs=-1, val_check_interval=min(int(train["val_every"]), steps),
+        max_steps=steps, max_epochs=-1, val_check_interval=every,
         check_val_every_n_epoch=None, limit_val_batches=int(evaluation["batches"]),
-        num_sanity_val_steps=0, logger=_logger(config, run_dir), callbacks=callbacks,
-        gradient_clip_val=train["grad_clip"], precision=train["precision"],
-        accelerator=train["accelerator"], devices=1,  # "auto" would take every GPU (DDP)
-        enable_progress_bar=progress, enable_model_summary=False,
+        num_sanity_val_steps=0, logger=_logger(config, run_dir) if writer else False,
+        callbacks=callbacks, gradient_clip_val=train["grad_clip"], precision=train["precision"],
+        **parallel.trainer_arguments(train),
+        # The data modules split batches and evaluation windows between processes themselves
+        # (a DistributedSampler would pad evaluation with repeated windows).
+        use_distributed_sampler=False,
+        enable_progress_bar=progress and writer, enable_model_summary=False,
         enable_checkpointing=False,  # StepCheckpoints writes the resume points
         log_every_n_steps=int(train["log_every"]), default_root_dir=str(run_dir),
         deterministic=False,
@@ -299,9 +369,11 @@ def _stop_on_signals(stop: StopRequest):
               file=sys.stderr, flush=True)
 
     previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    stop.handler = handler
     try:
         yield
     finally:
+        stop.handler = None
         for sig, old_handler in previous.items():
             signal.signal(sig, old_handler)
 

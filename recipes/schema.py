@@ -13,6 +13,7 @@ from typing import Any
 from tzoo.components import ModelConfig
 from tzoo.components.errors import ConfigError, unknown_choice
 
+from .parallel import STRATEGIES
 from .tasks import TASKS
 
 
@@ -89,7 +90,12 @@ SCHEMA: dict[str, Any] = {
         "precision": Field((str,), "32-true",
                            choices=("32-true", "32", "bf16-mixed", "16-mixed", "64-true")),
         "accelerator": Field((str,), "auto", choices=("auto", "cpu", "gpu", "cuda", "mps")),
-        "devices": Field((int, str), 1),  # one per run: see experiment.check_run_config
+        "devices": Field((int, str), 1, doc="devices (processes) per node, or 'auto'"),
+        "num_nodes": Field((int,), 1, minimum=1),
+        "strategy": Field((str,), "auto", choices=STRATEGIES),
+        "accumulate": Field((int,), 1, minimum=1,
+                            doc="micro-batches per optimizer step (data.batch_size stays the "
+                            "step's global batch)"),
         "threads": Field((int,), None, nullable=True, minimum=1),
         "logger": Field((str,), "csv", choices=("csv", "tensorboard", "mlflow")),
         "progress": Field((bool,), True),
@@ -119,6 +125,8 @@ NON_RESULT_KEYS = (
     "experiment", "description", "extends", "plugins", "seeds", "runs_dir", "ablate",
     "train.logger", "train.progress", "train.checkpoint_every", "train.log_every",
     "train.threads", "train.accelerator", "train.devices", "eval.primary", "data.token_files",
+    "train.num_nodes", "train.strategy",
+    "train.accumulate",  # the same optimisation on 1 or N devices: see parallel.py
 )
 
 

@@ -45,6 +45,7 @@ class Task(L.LightningModule):
         self.tokens_seen = 0
         self.step_metrics: dict[str, float] = {}  # the last logged step's loss and lr
         self.checkpoint_step = 0  # the optimizer steps of the checkpoint loaded, if any
+        self._step_losses: list[Tensor] = []  # this optimizer step's micro-batch losses
 
     def attach(self, datamodule: L.LightningDataModule) -> None:
         """Learn from the data module what the evaluation will feed (built by `build_task`)."""
@@ -78,12 +79,14 @@ class Task(L.LightningModule):
 
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:
         loss, _ = self.loss(batch)
-        if not torch.isfinite(loss):
+        finite = bool(torch.isfinite(loss))
+        if self.trainer.world_size > 1:  # every process stops at the same step, or none does
+            finite = self.trainer.strategy.reduce_boolean_decision(finite, all=True)
+        if not finite:
             raise Diverged(self.global_step, float(loss.detach()))
         self.tokens_seen += self.batch_tokens(batch)
         if self.global_step % self.log_every == 0:
-            self.step_metrics = {TRAINING_LOSS: float(loss.detach()),
-                                 "lr": self.trainer.optimizers[0].param_groups[0]["lr"]}
+            self._step_losses.append(loss.detach())
         return loss
 
     def configure_optimizers(self):
@@ -99,6 +102,16 @@ class Task(L.LightningModule):
     def on_before_optimizer_step(self, optimizer) -> None:
         if self.global_step % self.log_every:
             return
+        # The step's loss is the mean over its micro-batches and processes: the loss of the
+        # whole global batch, as one device computes it.
+        if not self._step_losses:
+            return
+        loss = torch.stack(self._step_losses).mean()
+        self._step_losses = []
+        if self.trainer.world_size > 1:
+            loss = self.trainer.strategy.reduce(loss, reduce_op="mean")
+        self.step_metrics = {TRAINING_LOSS: float(loss),
+                             "lr": self.trainer.optimizers[0].param_groups[0]["lr"]}
         self.write_step_metrics({**self.step_metrics, **self.gradient_norms()})
 
     def gradient_norms(self) -> dict[str, float]:

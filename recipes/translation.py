@@ -27,6 +27,7 @@ from tzoo.components.masks import PrefixMask
 
 from .batches import EvalPairBatches, PairsDataset, TrainPairs
 from .data import PreparedData
+from .parallel import share_of
 from .short_references import bleu_not_applicable
 from .task import Task
 
@@ -67,10 +68,12 @@ class PairsData(L.LightningDataModule):
         return TrainPairs(
             self.pairs["train"], batch_size=int(self.config["data"]["batch_size"]),
             pad_id=self.pad_id, seed=self.seed, start_step=self.start_step,
-            total_steps=int(self.config["train"]["steps"]),
+            total_steps=int(self.config["train"]["steps"]), share=share_of(self.trainer),
         ).loader()
 
     def _eval(self, split: str, *, capped: bool):
+        # Every process evaluates every batch under data parallelism: corpus BLEU and chrF
+        # need all hypotheses in one place, and the loss means agree across processes.
         # Capped evaluation reads batches in corpus order, so the subset is not biased towards
         # short sentences; a full pass sorts by length to waste less on padding.
         return EvalPairBatches(self.pairs[split], batch_size=int(self.config["data"]["batch_size"]),

@@ -1,4 +1,5 @@
-"""`tzoo sweep SWEEP.yaml [--workers N] [--trials N] [--export best.yaml] [--set KEY=VALUE]`.
+"""`tzoo sweep SWEEP.yaml [--workers N] [--devices 0,1,...] [--trials N] [--export best.yaml]
+[--set KEY=VALUE]`.
 
 Exit 0 when every study has its trials, 1 when the sweep stopped early (too many failed
 trials) or there was nothing to export, 2 on bad input (raised as ConfigError), 130 on Ctrl-C.
@@ -8,11 +9,13 @@ Rerunning the same command continues the studies where they stopped.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 import optuna
 
 from tzoo.components.errors import ConfigError
+from tzoo.recipes.processes import choose_devices, device_env
 from tzoo.recipes.runner import Interrupted
 
 from .export import export_best
@@ -26,6 +29,7 @@ def sweep_command(args: argparse.Namespace) -> int:
     if args.workers < 1:
         raise ConfigError(f"expected at least 1 worker, got {args.workers}", key="--workers")
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # our own lines say what happened
+    devices = choose_devices(getattr(args, "devices", None))
     sweep = load_sweep(args.sweep, args.set, n_trials=args.trials)
     storage = prepare(sweep)
     print(f"{sweep.name}: {len(sweep.studies())} study(ies) x {sweep.n_trials} trials · "
@@ -34,10 +38,11 @@ def sweep_command(args: argparse.Namespace) -> int:
     code = 0
     try:
         if args.workers == 1:
+            os.environ.update(device_env(0, devices))  # before anything starts CUDA
             code = 1 if work(sweep, spec=storage).stopped else 0
         else:
             codes = run_workers(args.sweep, workers=args.workers, trials=args.trials,
-                                overrides=list(args.set))
+                                overrides=list(args.set), devices=devices)
             code = 130 if 130 in codes else max(codes)
     except (Interrupted, KeyboardInterrupt):
         code = 130

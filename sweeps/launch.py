@@ -1,20 +1,19 @@
-"""`--workers N`: N worker processes on this machine, each `python -m tzoo.sweeps.worker`.
+"""`--workers N`: N worker processes on this machine, each `python -m tzoo.sweeps.worker`, each
+with its own device (`recipes/processes.py`: `--devices`, round robin over the visible ones).
 
 Separate interpreters rather than forked ones: each gets a clean torch (threads set before any
 work), a crash or OOM kill takes one worker, not the sweep, and the command line is the same
-one a user runs by hand on a second machine. The workers run in their own sessions and this
-process forwards Ctrl-C (SIGINT) and SIGTERM to them exactly once, so each checkpoints its run
-and queues its trial again (a second signal from the terminal could cut that short).
+one a user runs by hand on a second machine.
 """
 
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
 import sys
-import threading
+from collections.abc import Sequence
 from pathlib import Path
+
+from tzoo.recipes.processes import device_env, run_processes
 
 
 def worker_command(sweep: str | Path, *, workers: int, index: int, trials: int | None,
@@ -29,27 +28,12 @@ def worker_command(sweep: str | Path, *, workers: int, index: int, trials: int |
 
 
 def run_workers(sweep: str | Path, *, workers: int, trials: int | None,
-                overrides: list[str]) -> list[int]:
-    """Start the workers, wait for all of them; their exit codes."""
+                overrides: list[str], devices: Sequence[str] = ()) -> list[int]:
+    """Start the workers, worker i on device devices[i % len] (the CPU when there are none),
+    and wait for all of them; their exit codes."""
     threads = str(max(1, (os.cpu_count() or 1) // workers))
     # Libraries read these at import, before the worker can call torch.set_num_threads.
-    env = {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
-    processes = [
-        subprocess.Popen(worker_command(sweep, workers=workers, index=i, trials=trials,
-                                        overrides=overrides), env=env, start_new_session=True)
-        for i in range(workers)
-    ]
-
-    def forward(signum: int, frame: object) -> None:
-        for process in processes:
-            if process.poll() is None:
-                process.send_signal(signum)
-
-    handled = (signal.SIGINT, signal.SIGTERM)
-    main_thread = threading.current_thread() is threading.main_thread()
-    previous = {s: signal.signal(s, forward) for s in handled} if main_thread else {}
-    try:
-        return [process.wait() for process in processes]
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+    env = {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
+    commands = [worker_command(sweep, workers=workers, index=i, trials=trials,
+                               overrides=overrides) for i in range(workers)]
+    return run_processes(commands, [{**env, **device_env(i, devices)} for i in range(workers)])

@@ -92,15 +92,21 @@ def recover_stale(study: optuna.Study, **kwargs: float) -> list[int]:
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         if not is_stale(trial, **kwargs):
             continue
+        storage = study._storage
         try:
-            # Optuna has no public handle on another process's trial; the storage call is the
-            # same one Trial.set_user_attr makes. Attributes first: a finished trial is frozen.
-            study._storage.set_trial_user_attr(trial._trial_id, "status", "lost")
-            study._storage.set_trial_user_attr(trial._trial_id, "reason", LOST)
+            # Optuna has no public handle on another process's trial; the storage calls are
+            # the ones Trial.set_user_attr and Study.tell make. Attributes first: a finished
+            # trial is frozen. The state change is the claim: one process wins it (a database
+            # locks the row; a journal is under the admission lock), the others find the trial
+            # finished, so a lost trial is retried once however many workers notice it.
+            storage.set_trial_user_attr(trial._trial_id, "status", "lost")
+            storage.set_trial_user_attr(trial._trial_id, "reason", LOST)
+            if not storage.set_trial_state_values(trial._trial_id, TrialState.FAIL):
+                continue
         except optuna.exceptions.UpdateFinishedTrialError:
             continue  # its worker (or another sweep process) finished it meanwhile
-        frozen = study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
-        if frozen.state != TrialState.FAIL:
+        frozen = storage.get_trial(trial._trial_id)
+        if frozen.state != TrialState.FAIL:  # a journal ignores the change to a finished trial
             continue
         retry(study, frozen)
         failed.append(trial.number)

@@ -184,6 +184,7 @@ def _validated(raw: dict[str, Any], path: Path) -> Sweep:
                           key="storage")
     if sweep.sampler.name == "grid":
         sweep.n_trials = min(sweep.n_trials, grid_size(sweep.space))
+    _one_device(experiment.base)
     _check_values(sweep)
     return sweep
 
@@ -198,6 +199,19 @@ def default_objective(config: dict[str, Any]) -> str:
 def default_direction(metric: str) -> str:
     """maximize for a score (BLEU, exact match), minimize for a loss or an unknown metric."""
     return "maximize" if lower_is_better(metric) is False else "minimize"
+
+
+def _one_device(config: dict[str, Any]) -> None:
+    """A trial trains on one device: a data-parallel launcher would start more processes of
+    the sweep command, each asking Optuna for trials of its own. Sweeps use several devices
+    with one worker per device (`--workers N --devices ...`)."""
+    train = config["train"]
+    for key in ("devices", "num_nodes"):
+        if train[key] != 1:
+            raise ConfigError(
+                f"a sweep trial trains on one device, got {train[key]!r}; use one worker per "
+                "device instead: tzoo sweep SWEEP.yaml --workers N --devices 0,1,...",
+                key=f"train.{key}")
 
 
 def _experiment(raw: dict[str, Any], path: Path) -> Experiment:
@@ -265,6 +279,7 @@ def _check_values(sweep: Sweep) -> None:
                 config = sweep.trial_config(study, {param.key: value})
                 try:
                     check_run_config(config)
+                    _one_device(config)
                 except ConfigError as error:
                     where = f"space.{param.key}" if error.key == param.key else error.key
                     detail = f"{error.detail} (with {param.key}={value!r}"

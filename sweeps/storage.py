@@ -4,12 +4,15 @@
   append-only with a file lock, so several processes, even on several machines sharing the
   folder, can work on one study);
 * a path: a journal file there (relative to the current directory, like `runs_dir`);
-* a URL: an Optuna database (`sqlite:///sweep.db` for one machine, or any SQLAlchemy URL).
+* a URL: an Optuna database (`sqlite:///sweep.db` for one machine, or any SQLAlchemy URL:
+  `postgresql://user:password@host/db` for several machines, with the `postgresql` extra's
+  driver). A server that does not answer is given `CONNECT_TIMEOUT_S` to, not forever.
 
 The admission lock serialises "count the trials, then ask for one" across the processes of a
 sweep, so N workers never start more trials than asked for. It is a lock file beside the
-storage (Optuna's NFS-safe open-lock); a remote database has no shared folder, so there the
-count is only approximate (at most one extra trial per worker).
+storage (Optuna's NFS-safe open-lock), or on PostgreSQL, which has no shared folder, an
+advisory lock of the server's (released by the server if its holder dies); on another remote
+database the count is only approximate (at most one extra trial per worker).
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ if TYPE_CHECKING:
 # sweep's study.json snapshot, see results.py) needs none of it, and it is slow to import.
 
 JOURNAL = "study.journal"
+#: seconds a database server has to accept the connection before the sweep gives up
+CONNECT_TIMEOUT_S = 10
 #: seconds after which a lock file left by a killed process is broken
 LOCK_GRACE_S = 30
 
@@ -68,7 +73,23 @@ class StorageSpec:
                 self.lock_path.parent.mkdir(parents=True, exist_ok=True)
             # SQLite locks the whole file per write; wait for the other workers' writes.
             kwargs["engine_kwargs"] = {"connect_args": {"timeout": 60}}
-        return optuna.storages.RDBStorage(self.url, **kwargs)
+        elif self.url.startswith(("postgresql", "mysql")):
+            # libpq and the MySQL drivers wait for an unreachable host as long as the OS
+            # does (minutes); a wrong URL should be a clear error in seconds.
+            kwargs["engine_kwargs"] = {"connect_args": {"connect_timeout": CONNECT_TIMEOUT_S},
+                                       "pool_pre_ping": True}
+        return optuna.storages.RDBStorage(_with_driver(self.url), **kwargs)
+
+
+def _with_driver(url: str) -> str:
+    """`postgresql://` names no driver, and SQLAlchemy's default for it changed (psycopg2
+    before 2.1, psycopg 3 since); name the one the `postgresql` extra installs."""
+    if url.startswith("postgresql://"):
+        import importlib.util
+
+        if importlib.util.find_spec("psycopg") is not None:
+            return "postgresql+psycopg://" + url.removeprefix("postgresql://")
+    return url
 
 
 def resolve_storage(value: str | None, runs_dir: Path) -> StorageSpec:
@@ -79,11 +100,40 @@ def resolve_storage(value: str | None, runs_dir: Path) -> StorageSpec:
     return StorageSpec(journal=Path(value))
 
 
+#: the advisory lock's key on PostgreSQL (any 64-bit number the suite alone uses)
+ADVISORY_KEY = 0x747A6F6F  # "tzoo"
+_ENGINES: dict[str, object] = {}
+
+
+@contextlib.contextmanager
+def _advisory_lock(url: str) -> Iterator[None]:
+    import sqlalchemy
+
+    engine = _ENGINES.get(url)
+    if engine is None:
+        engine = _ENGINES[url] = sqlalchemy.create_engine(
+            _with_driver(url), poolclass=sqlalchemy.pool.NullPool,
+            connect_args={"connect_timeout": CONNECT_TIMEOUT_S})
+    with engine.connect() as connection:
+        connection.execute(sqlalchemy.text("SELECT pg_advisory_lock(:key)"),
+                           {"key": ADVISORY_KEY})
+        try:
+            yield
+        finally:
+            connection.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:key)"),
+                               {"key": ADVISORY_KEY})
+            connection.commit()
+
+
 @contextlib.contextmanager
 def admission_lock(spec: StorageSpec) -> Iterator[None]:
-    """Hold the sweep's lock (none for a remote database)."""
+    """Hold the sweep's lock (none for a remote database other than PostgreSQL)."""
     from optuna.storages.journal import JournalFileOpenLock
 
+    if spec.url is not None and spec.url.startswith("postgresql"):
+        with _advisory_lock(spec.url):
+            yield
+        return
     path = spec.lock_path
     if path is None:
         yield

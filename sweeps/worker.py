@@ -20,7 +20,9 @@ from dataclasses import dataclass, field
 
 import optuna
 import torch
+from optuna.distributions import distribution_to_json
 from optuna.trial import FrozenTrial, TrialState
+from sqlalchemy.exc import SQLAlchemyError
 
 from tzoo.components.errors import ConfigError
 from tzoo.recipes.data import prepare_data
@@ -73,7 +75,28 @@ def open_study(sweep: Sweep, study: StudySpec, storage: optuna.storages.BaseStor
         loaded.set_user_attr("sweep", sweep.name)
         loaded.set_user_attr("metric", sweep.metric)
         loaded.set_user_attr("fixed", study.fixed)
+    _same_space(sweep, study, loaded)
     return loaded
+
+
+def _same_space(sweep: Sweep, study: StudySpec, loaded: optuna.Study) -> None:
+    """A study keeps the space it was created with: trials from two spaces in one study
+    would mislead the sampler and the report. The space is a study attribute (older studies:
+    the distributions of their first trial)."""
+    space = {param.key: distribution_to_json(param.distribution()) for param in sweep.space}
+    stored = loaded.user_attrs.get("space")
+    if stored is None:
+        trials = loaded.get_trials(deepcopy=False)
+        if not trials or not trials[0].distributions:
+            loaded.set_user_attr("space", space)
+            return
+        stored = {key: distribution_to_json(d) for key, d in trials[0].distributions.items()}
+    if stored != space:
+        differ = sorted(key for key in {*stored, *space} if stored.get(key) != space.get(key))
+        raise ConfigError(
+            f"the study '{study.name}' in this storage searches another space (it differs "
+            f"in {', '.join(differ)}); give the sweep another name, or another storage",
+            key="space", source=str(sweep.path))
 
 
 def prepare(sweep: Sweep) -> StorageSpec:
@@ -84,8 +107,13 @@ def prepare(sweep: Sweep) -> StorageSpec:
     spec = resolve_storage(sweep.storage, sweep.runs_dir)
     try:
         storage = spec.open()
-    except (ImportError, ValueError, optuna.exceptions.OptunaError) as error:
-        raise ConfigError(f"cannot open the storage {spec.label}: {error}", key="storage",
+    except ImportError as error:
+        raise ConfigError(f"cannot open the storage {spec.label}: {error} (for PostgreSQL: "
+                          "pip install 'transformer-zoo[postgresql]')", key="storage",
+                          source=str(sweep.path)) from None
+    except (ValueError, optuna.exceptions.OptunaError, SQLAlchemyError) as error:
+        reason = " ".join(str(getattr(error, "orig", None) or error).split())
+        raise ConfigError(f"cannot open the storage {spec.label}: {reason}", key="storage",
                           source=str(sweep.path)) from None
     for study in sweep.studies():
         open_study(sweep, study, storage)

@@ -49,9 +49,21 @@ BAD_FILES = {
     "unknown mode": (
         {"x.yaml": "ablate: {mode: gird, model.layers: [1, 2]}\n"}, "x.yaml",
         ["x.yaml", "ablate.mode", "did you mean 'grid'"]),
-    "several devices per run": (
-        {"x.yaml": "train: {devices: 2}\n"}, "x.yaml",
-        ["x.yaml", "train.devices", "one device per run", "--shard"]),
+    "several devices for a one-device strategy": (
+        {"x.yaml": "train: {devices: 2, strategy: single_device}\n"}, "x.yaml",
+        ["x.yaml", "train.strategy", "one device", "ddp"]),
+    "a batch that does not split over the devices": (
+        {"x.yaml": "data: {batch_size: 10}\ntrain: {devices: 2, accumulate: 2}\n"}, "x.yaml",
+        ["x.yaml", "data.batch_size", "= 4 parts", "use 8 or 12"]),
+    "devices neither a number nor auto": (
+        {"x.yaml": "train: {devices: all}\n"}, "x.yaml",
+        ["x.yaml", "train.devices", "'auto'"]),
+    "unknown strategy": (
+        {"x.yaml": "train: {strategy: dpp}\n"}, "x.yaml",
+        ["x.yaml", "train.strategy", "did you mean 'ddp'"]),
+    "FSDP on the CPU": (
+        {"x.yaml": "train: {strategy: fsdp, accelerator: cpu, devices: 2}\n"}, "x.yaml",
+        ["x.yaml", "train.strategy", "FSDP needs CUDA"]),
     "reference on an axis not ablated": (
         {"x.yaml": "ablate: {mode: grid, model.layers: [1, 2], reference: {model.layer: 1}}\n"},
         "x.yaml", ["x.yaml", "ablate.reference.model.layer", "did you mean 'model.layers'"]),

@@ -180,7 +180,11 @@ def test_per_value_studies_export_runnable_experiments(tmp_path):
 
 
 @pytest.mark.parametrize("storage", [None, "sqlite:///{root}/sweep.db"])
-def test_two_workers_share_one_study(tmp_path, storage):
+def test_two_workers_share_one_study(tmp_path, storage, monkeypatch):
+    """Two worker processes share one study through the storage, each on its own device: the
+    command may hand out 7 and 9 (its CUDA_VISIBLE_DEVICES), and every trial a worker trained
+    records the one it was given."""
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "7,9")
     url = storage.format(root=tmp_path) if storage else None
     path = write_sweep(tmp_path, n_trials=6, **({"storage": url} if url else {}))
     assert main(["sweep", str(path), "--workers", "2"]) == 0
@@ -190,6 +194,14 @@ def test_two_workers_share_one_study(tmp_path, storage):
     assert len(set(run_dirs)) == 6  # every result kept in its own run
     workers = {json.dumps(t.user_attrs["worker"], sort_keys=True) for t in trials}
     assert 1 <= len(workers) <= 2
+    device_of: dict[str, set] = {}
+    for trial in trials:
+        seen = rundir.read_summary(Path(trial.user_attrs["run_dir"])).visible_devices
+        device_of.setdefault(json.dumps(trial.user_attrs["worker"]), set()).add(seen)
+    assert all(len(devices) == 1 for devices in device_of.values())  # one device per worker
+    assert set().union(*device_of.values()) <= {"7", "9"}
+    if len(device_of) == 2:
+        assert set().union(*device_of.values()) == {"7", "9"}
     if url:
         assert len(load_study(url, "sw")["trials"]) == 6
 
@@ -266,6 +278,8 @@ BAD = [
     ({"experiment": "missing.yaml"}, "missing.yaml", "file not found"),
     ({"space": {"train.lr": {"type": "float", "low": 0.001, "high": 0.1}},
       "sampler": "grid"}, "space.train.lr", "finite"),
+    ({"set": {"train.devices": 2, "train.strategy": "ddp"}}, "train.devices",
+     "--workers N --devices"),
 ]
 
 

@@ -4,6 +4,7 @@ something failed while running."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import textwrap
 from collections.abc import Callable, Sequence
@@ -95,15 +96,28 @@ def _validate_sweep(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from tzoo.recipes.experiment import load_experiment
+    from tzoo.recipes.parallel import writes_results
+    from tzoo.recipes.processes import choose_devices, device_env
     from tzoo.recipes.runner import Interrupted, exit_code, run_experiment
 
     experiment = load_experiment(args.experiment, args.set)
+    shard = _shard(args.shard)
+    if args.shards is not None:
+        return _run_shards(args, experiment)
+    if args.shard or args.devices:
+        # A shard is one process on one device (round robin over --devices, default every
+        # visible one); without --shard, --devices limits this process to those devices.
+        devices = choose_devices(args.devices)
+        os.environ.update(device_env(shard[0], devices) if args.shard else
+                          {"CUDA_VISIBLE_DEVICES": ",".join(devices)} if devices else {})
     try:
-        outcomes = run_experiment(experiment, out=args.out, shard=_shard(args.shard))
+        outcomes = run_experiment(experiment, out=args.out, shard=shard)
     except Interrupted:
         print("interrupted: the current run was checkpointed; run the same command to resume",
               file=sys.stderr)
         return 130
+    if not writes_results(experiment.base):  # a data-parallel process other than rank 0
+        return exit_code(outcomes)
     done = sum(o.status == "completed" for o in outcomes)
     print(f"{done}/{len(outcomes)} runs completed; results in {args.out or experiment.runs_dir}")
     for outcome in outcomes:
@@ -114,6 +128,33 @@ def _run(args: argparse.Namespace) -> int:
 
         report_command([str(args.out or experiment.runs_dir)], None, None)
     return exit_code(outcomes)
+
+
+def _run_shards(args: argparse.Namespace, experiment) -> int:
+    """`--shards N`: N processes, `tzoo run ... --shard i/N` each on its own device."""
+    from tzoo.recipes.processes import choose_devices, device_env, run_processes
+
+    if args.shards < 1 or args.shard:
+        raise ConfigError(f"--shards takes a number of processes >= 1 (without --shard), got "
+                          f"{args.shards}", key="--shards")
+    devices = choose_devices(args.devices)
+    command = [sys.executable, "-m", "tzoo.cli", "run", args.experiment]
+    for text in args.set:
+        command += ["--set", text]
+    if args.out:
+        command += ["--out", args.out]
+    commands = [[*command, "--shard", f"{i + 1}/{args.shards}"] for i in range(args.shards)]
+    shown = ", ".join(f"{i + 1}: {device_env(i, devices).get('CUDA_VISIBLE_DEVICES', 'cpu')}"
+                      for i in range(args.shards))
+    print(f"{args.shards} shard processes (device per shard: {shown})", flush=True)
+    codes = run_processes(commands, [device_env(i, devices) for i in range(args.shards)])
+    if 130 in codes:
+        return 130
+    if args.report and BAD_INPUT not in codes:
+        from tzoo.reports.cli import report_command
+
+        report_command([str(args.out or experiment.runs_dir)], None, None)
+    return max(codes)
 
 
 def _shard(text: str | None) -> tuple[int, int]:
@@ -226,11 +267,20 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--report", action="store_true", help="write the report afterwards")
     sub.add_argument("--shard", metavar="I/N",
                      help="run only the I-th of N interleaved shares of the runs, so N "
-                     "processes or machines split one experiment (e.g. --shard 1/2)")
+                     "processes or machines split one experiment (e.g. --shard 1/2); the "
+                     "process sees one device: the I-th of --devices, round robin")
+    sub.add_argument("--shards", type=int, metavar="N",
+                     help="start N processes, --shard 1/N ... N/N, each on its own device")
+    sub.add_argument("--devices", metavar="0,1,...",
+                     help="CUDA devices to hand out, one per shard process, round robin "
+                     "(default: every visible device; the CPU when there is none)")
 
     sub = command("sweep", _sweep, "search hyperparameters with Optuna")
     sub.add_argument("sweep", help="a sweep YAML file")
     sub.add_argument("--workers", type=int, default=1, help="processes on this machine")
+    sub.add_argument("--devices", metavar="0,1,...",
+                     help="CUDA devices, one per worker, round robin (default: every visible "
+                     "device; the CPU when there is none)")
     sub.add_argument("--trials", type=int, help="override the number of trials")
     sub.add_argument("--export", metavar="YAML", help="write the best trial as an experiment")
     sub.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
