@@ -27,6 +27,11 @@ def multiplier_label(multiplier: float) -> str:
     return f"{multiplier:g}x"
 
 
+def bits_name(tokenizer: str) -> str:
+    """Bits per byte for the byte tokenizer, per character for the others."""
+    return "bpb" if tokenizer == "byte" else "bpc"
+
+
 class LMData(L.LightningDataModule):
     """Training windows, plus one validation loader per applicable context multiplier."""
 
@@ -183,7 +188,7 @@ class LanguageModeling(Task):
         self.log("val_loss", main, prog_bar=True, logger=False)
 
     def _bits_name(self) -> str:
-        return "bpb" if self.config["data"]["tokenizer"] == "byte" else "bpc"
+        return bits_name(self.config["data"]["tokenizer"])
 
     def on_test_epoch_start(self) -> None:
         self.test_mean = MeanMetric().to(self.device)

@@ -10,7 +10,7 @@ from the LightningModule (`Task.summary_fields`).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,7 +20,7 @@ from tzoo.components import ModelConfig
 from tzoo.components.errors import ConfigError
 
 from .data import PreparedData, prepare_data
-from .language_modeling import LanguageModeling, LMData
+from .language_modeling import LanguageModeling, LMData, bits_name, multiplier_label
 from .task import Task
 from .translation import PairsData, Translation
 
@@ -42,6 +42,10 @@ class TaskKind:
     special_tokens: Callable[[str], int]
     #: trains on windows of `data.context` tokens (what a context-length sweep varies)
     windowed: bool
+    #: the metric names a completed run records (its summary's keys; a measure the run
+    #: cannot take is recorded as null), given the corpus's split names; the first is the
+    #: task's primary metric
+    metrics: Callable[[dict[str, Any], Sequence[str]], list[str]]
 
 
 # ----------------------------------------------------------------------- language modelling
@@ -79,6 +83,15 @@ def _check_lm(config: dict[str, Any], model: ModelConfig) -> None:
                               key="eval.context_multipliers")
 
 
+def _lm_metrics(config: dict[str, Any], splits: Sequence[str]) -> list[str]:
+    bits = bits_name(config["data"]["tokenizer"])
+    names = ["val/loss", "val/ppl", f"val/{bits}"]
+    names += [f"val/loss@{multiplier_label(m)}" for m in config["eval"]["context_multipliers"]]
+    if config["eval"]["test"]:
+        names += ["test/loss", "test/ppl", f"test/{bits}"]
+    return names
+
+
 LM = TaskKind(
     name="lm",
     module=LanguageModeling,
@@ -88,6 +101,7 @@ LM = TaskKind(
     sequence_length=lambda config, arch: int(config["data"]["context"]),
     special_tokens=lambda arch: 0,
     windowed=True,
+    metrics=_lm_metrics,
 )
 
 
@@ -113,6 +127,21 @@ def _pair_length(config: dict[str, Any], arch: str) -> int:
     return 2 * pair if arch == "decoder" else pair
 
 
+#: what decoding adds to the loss of every evaluated split
+DECODED_SCORES = ("bleu", "chrf", "exact_match")
+
+
+def _translation_metrics(config: dict[str, Any], splits: Sequence[str]) -> list[str]:
+    names = ["val/loss", "val/ppl"]
+    if int(config["eval"]["decode_batches"]):
+        names += [f"val/{score}" for score in DECODED_SCORES]
+    if config["eval"]["test"]:
+        for split in splits:
+            if split == "test" or split.startswith("test_"):
+                names += [f"{split}/loss", *(f"{split}/{score}" for score in DECODED_SCORES)]
+    return names
+
+
 TRANSLATION = TaskKind(
     name="translation",
     module=Translation,
@@ -122,6 +151,7 @@ TRANSLATION = TaskKind(
     sequence_length=_pair_length,
     special_tokens=lambda arch: 3 if arch == "decoder" else 2,  # (sep) bos/eos
     windowed=False,
+    metrics=_translation_metrics,
 )
 
 
@@ -143,6 +173,21 @@ def resolve_model(config: dict[str, Any], vocab_size: int | None = None) -> Mode
         kind, arch = task_kind(config), values.get("arch", "decoder")
         values["max_len"] = kind.sequence_length(config, arch) + kind.special_tokens(arch)
     return ModelConfig.from_dict(values)
+
+
+def metric_names(config: dict[str, Any], splits: Sequence[str] = ("test",)) -> list[str]:
+    """The metrics a completed run of `config` records, its primary metric first; `splits`:
+    the corpus's split names (a translation run scores every test split it has)."""
+    return task_kind(config).metrics(config, splits)
+
+
+def primary_metric(config: dict[str, Any] | None) -> str:
+    """The metric a run is judged by first (`tzoo runs`, a report's opening chart): the first
+    of its task's metrics; `val/loss` when the task is unknown."""
+    try:
+        return metric_names(config)[0]  # type: ignore[arg-type]
+    except (KeyError, TypeError):
+        return "val/loss"
 
 
 def supplies_prefix(config: dict[str, Any]) -> bool:
