@@ -30,6 +30,7 @@ from tzoo.components import load_plugins
 from tzoo.components.config import VARIANT_FIELDS
 from tzoo.components.errors import ConfigError, unknown_choice
 
+from . import tracking
 from .schema import NON_RESULT_KEYS, all_keys, defaults, known_key, validate_sections
 from .tasks import check_task, resolve_model
 
@@ -425,6 +426,7 @@ def check_run_config(config: dict[str, Any], variant: dict[str, Any] | None = No
     where = f" (in the variant {variant})" if variant else ""
     try:
         validate_sections({k: v for k, v in config.items() if k != "ablate"})
+        tracking.check_available(config["train"]["logger"])
         check_task(config, resolve_model(config))
         if config["train"]["devices"] not in (1, "1", "auto"):
             raise ConfigError(

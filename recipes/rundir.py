@@ -6,6 +6,8 @@
         metrics.csv        Lightning's CSV log: one row per logging step
         tokenizer.json     the tokenizer, for generation and probes
         error.log          the traceback of a failed run
+        tracking.json      the MLflow run id, when train.logger has mlflow
+        tensorboard/, wandb/   what those trackers write, when train.logger names them
         checkpoints/       last.ckpt (resume), interrupted.ckpt, final.pt (weights only)
 
 The runner writes these files, reports and sweeps read them; both sides name them here. Every
@@ -36,6 +38,8 @@ CONFIG = "config.yaml"
 METRICS = "metrics.csv"
 TOKENIZER = "tokenizer.json"
 ERROR_LOG = "error.log"
+#: the trackers' own ids of the run (an MLflow run id), so a resume logs into the same run
+TRACKING = "tracking.json"
 FINAL_CHECKPOINT = "checkpoints/final.pt"
 LAST_CHECKPOINT = "checkpoints/last.ckpt"
 INTERRUPTED_CHECKPOINT = "checkpoints/interrupted.ckpt"

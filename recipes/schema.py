@@ -88,7 +88,8 @@ SCHEMA: dict[str, Any] = {
         "accelerator": Field((str,), "auto", choices=("auto", "cpu", "gpu", "cuda", "mps")),
         "devices": Field((int, str), 1),  # one per run: see experiment.check_run_config
         "threads": Field((int,), None, nullable=True, minimum=1),
-        "logger": Field((str,), "csv", choices=("csv", "tensorboard", "mlflow")),
+        "logger": Field((str, list), "csv",
+                        doc="csv (always kept), tensorboard, mlflow, wandb, or a list of them"),
         "progress": Field((bool,), True),
         "compile": Field((bool,), False),
     },
