@@ -4,7 +4,8 @@
         config.yaml        the resolved configuration (plus seed and run id)
         summary.json       a `RunSummary`: status, metrics, cost, data fingerprint, versions
         metrics.csv        Lightning's CSV log: one row per logging step
-        tokenizer.json     the tokenizer, for generation and probes
+        tokenizer.json     the tokenizer in HF `tokenizers`' format (Tokenizer.from_file)
+        tokenizer.tzoo.json    the suite's metadata of it: kind, spec, fingerprint
         error.log          the traceback of a failed run
         tracking.json      the MLflow run id, when train.logger has mlflow
         tensorboard/, wandb/   what those trackers write, when train.logger names them

@@ -20,6 +20,7 @@ from .direction import better, direction_word
 from .document import Block, Bullets, Code, Heading, Image, Note, Paragraph, Table
 from .probe_runner import Loader, probe_run, safe_name
 from .runs import Run, VariantGroup, group_by_fingerprint, group_by_variant
+from .signatures import signature_note
 from .stats import (
     TEST_DESCRIPTION,
     MetricRow,
@@ -226,9 +227,11 @@ def results(runs: Sequence[Run], root: Path, plot_dir: Path, level: int,
         blocks.append(Bullets(takeaways))
     blocks.append(Heading(level + 1, f"`{primary}` ({direction_word(primary)}) and cost"))
     blocks.append(metric_table(groups, primary, costs=True))
+    blocks += filter(None, [signature_note(runs, primary)])
     for metric in plain[1:]:
         blocks.append(Heading(level + 1, f"`{metric}` ({direction_word(metric)})"))
         blocks.append(metric_table(groups, metric, costs=False))
+        blocks += filter(None, [signature_note(runs, metric)])
     if families:
         blocks.append(Heading(level + 1, "Length extrapolation"))
         blocks.append(Paragraph(

@@ -173,6 +173,16 @@ def _runs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    from tzoo.recipes.export import export_run
+
+    out = export_run(args.run, args.out, args.format)
+    print(f"exported {args.run} as {args.format}: {out}")
+    print("  rebuild: from tzoo.recipes.export import load_exported; "
+          f"load_exported('{out}').model")
+    return 0
+
+
 def _shard(text: str | None) -> tuple[int, int]:
     """'1/3' -> (0, 3): shards are numbered from 1 on the command line."""
     if not text:
@@ -372,6 +382,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = command("bench", bench_command, "measure what every variant of an experiment costs")
     experiment_arguments(sub)
     bench_arguments(sub)
+
+    sub = command("export", _export,
+                  "export a trained run's weights, config and tokenizer for use elsewhere")
+    sub.add_argument("run", help="a run directory with checkpoints/final.pt")
+    sub.add_argument("--format", default="safetensors", choices=["safetensors"],
+                     help="model.safetensors + config.json + tokenizer.json (HF tokenizers)")
+    sub.add_argument("--out", help="output folder (default: <run>/export)")
 
     sub = command("generate", _generate,
                   "generate text from a trained run: greedy, sampled or beam search")
