@@ -37,66 +37,11 @@ def _list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _is_sweep_file(path: str) -> bool:
-    """A sweep file has keys no experiment has (space, metric, n_trials, ...)."""
-    from pathlib import Path
-
-    from tzoo.recipes.experiment import read_yaml
-    from tzoo.recipes.schema import SCHEMA
-    from tzoo.sweeps.spec import SWEEP_KEYS
-
-    try:
-        data = read_yaml(Path(path))
-    except ConfigError:
-        return False  # the experiment loader says what is wrong with it
-    return any(key in data for key in set(SWEEP_KEYS) - set(SCHEMA))
-
-
-def _validate_sweep(args: argparse.Namespace) -> int:
-    from tzoo.components import build_model
-    from tzoo.recipes.tasks import resolve_model
-    from tzoo.sweeps.spec import load_sweep
-    from tzoo.sweeps.worker import check_metric
-
-    sweep = load_sweep(args.experiment, args.set)
-    studies = sweep.studies()
-    for study in studies:
-        check_metric(sweep, study, load_data=args.data)
-    print(f"{sweep.name}: sweep of {_shown_path(sweep.experiment.path) or sweep.experiment.name} · "
-          f"{sweep.direction} {sweep.metric} · {len(studies)} study(ies) x {sweep.n_trials} "
-          f"trials · {sweep.sampler.name} sampler, {sweep.pruner.name} pruner "
-          f"-> {sweep.runs_dir}")
-    for param in sweep.space:
-        print(f"  search {param.key}: {_describe_param(param)}")
-    for study in studies:
-        model = build_model(resolve_model(sweep.trial_config(study, {})),
-                            task_supplies_prefix=True)
-        fixed = ", ".join(f"{k}={v}" for k, v in study.fixed.items()) or "—"
-        print(f"  study {study.name:<40} fixed: {fixed:<30} {model.num_parameters():>10,} "
-              "params")
-    if not args.data:
-        print("(without --data the corpus is not loaded: a test split's metric is checked "
-              "when the sweep starts)")
-    return 0
-
-
-def _shown_path(path) -> str | None:
-    import os
-
-    return os.path.normpath(path) if path else None
-
-
-def _describe_param(param) -> str:
-    if param.kind == "categorical":
-        return "one of " + ", ".join(map(str, param.choices))
-    scale = ", log scale" if param.log else ""
-    step = f", step {param.step:g}" if param.step else ""
-    return f"{param.kind} in [{param.low:g}, {param.high:g}]{scale}{step}"
-
-
 def _validate(args: argparse.Namespace) -> int:
-    if _is_sweep_file(args.experiment):
-        return _validate_sweep(args)
+    from tzoo.sweeps.cli import is_sweep_file, validate_command
+
+    if is_sweep_file(args.experiment):
+        return validate_command(args.experiment, args.set, data=args.data)
     from tzoo.components import build_model
     from tzoo.recipes.data import prepare_data
     from tzoo.recipes.experiment import load_experiment
