@@ -146,6 +146,8 @@ class Experiment:
         overrides = self.overrides(variant)
         if all(get_dotted(self.base, k) == v for k, v in overrides.items()):
             return True
+        if self.mode != "one_at_a_time":
+            return False  # a grid's cells are what the axes list, each named by its values
         # Spelled differently, trained the same: `model.mask: null` in the base is the causal
         # mask an axis value `causal` asks for, an alias is its variant's canonical name.
         config = copy.deepcopy(self.base)
