@@ -129,6 +129,7 @@ def generate(
     max_new_tokens: int = 32,
     temperature: float = 0.0,
     top_k: int | None = None,
+    top_p: float | None = None,
     eos_id: int | None = None,
     pad_id: int = 0,
     bos_id: int | None = None,
@@ -137,7 +138,9 @@ def generate(
     return_logits: bool = False,
 ):
     """New tokens (batch, ≤ max_new_tokens): greedy when `temperature` is 0, else sampled from
-    softmax(logits / temperature), restricted to the `top_k` most likely tokens when given.
+    softmax(logits / temperature), restricted to the `top_k` most likely tokens and to the
+    smallest set of tokens whose probabilities reach `top_p` (nucleus sampling, Holtzman et al.
+    2020, "The Curious Case of Neural Text Degeneration") when given.
 
     Sequences that produced `eos_id` are padded with `pad_id` afterwards; generation stops when
     all have. `return_logits` also returns the (batch, steps, vocab) logits of every step.
@@ -150,7 +153,7 @@ def generate(
     tokens, all_logits = [], []
     for step in range(max_new_tokens):
         all_logits.append(logits)
-        token = _choose(logits, temperature, top_k, generator)
+        token = _choose(logits, temperature, top_k, top_p, generator)
         token = torch.where(finished, torch.full_like(token, pad_id), token)
         tokens.append(token)
         if eos_id is not None:
@@ -163,7 +166,7 @@ def generate(
     return (out, torch.stack(all_logits, dim=1)) if return_logits else out
 
 
-def _choose(logits: Tensor, temperature: float, top_k: int | None,
+def _choose(logits: Tensor, temperature: float, top_k: int | None, top_p: float | None,
             generator: torch.Generator | None) -> Tensor:
     if temperature <= 0:
         return logits.argmax(dim=-1)
@@ -172,6 +175,12 @@ def _choose(logits: Tensor, temperature: float, top_k: int | None,
         threshold = logits.topk(top_k, dim=-1).values[:, -1:]
         logits = logits.masked_fill(logits < threshold, float("-inf"))
     probabilities = logits.float().softmax(dim=-1)
+    if top_p is not None and top_p < 1.0:
+        ordered, order = probabilities.sort(dim=-1, descending=True)
+        # Keep a token while the mass before it is below top_p: the most likely always stays.
+        dropped = ordered.cumsum(dim=-1) - ordered >= top_p
+        ordered = ordered.masked_fill(dropped, 0.0)
+        probabilities = torch.zeros_like(probabilities).scatter(-1, order, ordered)
     return torch.multinomial(probabilities, 1, generator=generator).squeeze(-1)
 
 

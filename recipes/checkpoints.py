@@ -16,7 +16,7 @@ import yaml
 from tzoo.components import ModelConfig, build_model
 from tzoo.components.errors import ConfigError
 
-from .rundir import CONFIG, FINAL_CHECKPOINT, TOKENIZER, atomic_path
+from .rundir import CONFIG, FINAL_CHECKPOINT, TOKENIZER, RunSummary, atomic_path, read_summary
 from .tokenization import Tokenizer, load_tokenizer
 
 
@@ -39,10 +39,17 @@ class LoadedRun:
     tokenizer: Tokenizer
     config: dict[str, Any]
     run_dir: Path
+    #: the run's summary.json (None for a run directory without one)
+    summary: RunSummary | None = None
+
+    @property
+    def metrics(self) -> dict[str, float | None]:
+        """The run's final metrics, as its summary records them."""
+        return dict(self.summary.metrics) if self.summary else {}
 
 
 def load_run(run_dir: str | Path) -> LoadedRun:
-    """The trained model (eval mode), its tokenizer and resolved config."""
+    """The trained model (eval mode), its tokenizer, resolved config and summary."""
     run_dir = Path(run_dir)
     path = run_dir / FINAL_CHECKPOINT
     if not path.is_file():
@@ -54,4 +61,5 @@ def load_run(run_dir: str | Path) -> LoadedRun:
     model.eval()
     config_path = run_dir / CONFIG
     config = yaml.safe_load(config_path.read_text()) if config_path.is_file() else {}
-    return LoadedRun(model, load_tokenizer(run_dir / TOKENIZER), config, run_dir)
+    return LoadedRun(model, load_tokenizer(run_dir / TOKENIZER), config, run_dir,
+                     read_summary(run_dir))

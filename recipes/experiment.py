@@ -28,8 +28,10 @@ from typing import Any
 import yaml
 
 from tzoo.components import load_plugins
+from tzoo.components.config import VARIANT_FIELDS
 from tzoo.components.errors import ConfigError, unknown_choice
 
+from . import tracking
 from .parallel import check_parallel
 from .schema import NON_RESULT_KEYS, all_keys, defaults, known_key, validate_sections
 from .tasks import check_task, resolve_model
@@ -98,10 +100,20 @@ class Experiment:
                 variants.append(dict(zip(keys, values, strict=True)))
         else:
             variants.append({})
+            seen = [resolved_identity(self.base)]
             for key, values in self.axes.items():
                 for value in values:
-                    if not self._is_base({key: value}):
-                        variants.append({key: value})
+                    if self._is_base({key: value}):
+                        continue
+                    # Two spellings of one configuration on the axes train once.
+                    config = copy.deepcopy(self.base)
+                    for dotted, override in self.overrides({key: value}).items():
+                        set_dotted(config, dotted, override)
+                    identity = resolved_identity(config)
+                    if identity is not None and identity in seen:
+                        continue
+                    seen.append(identity)
+                    variants.append({key: value})
         runs = []
         for variant in variants:
             config = copy.deepcopy(self.base)
@@ -133,7 +145,18 @@ class Experiment:
         return ", ".join(parts)
 
     def _is_base(self, variant: dict[str, Any]) -> bool:
-        return all(get_dotted(self.base, k) == v for k, v in self.overrides(variant).items())
+        overrides = self.overrides(variant)
+        if all(get_dotted(self.base, k) == v for k, v in overrides.items()):
+            return True
+        if self.mode != "one_at_a_time":
+            return False  # a grid's cells are what the axes list, each named by its values
+        # Spelled differently, trained the same: `model.mask: null` in the base is the causal
+        # mask an axis value `causal` asks for, an alias is its variant's canonical name.
+        config = copy.deepcopy(self.base)
+        for key, value in overrides.items():
+            set_dotted(config, key, value)
+        resolved = resolved_identity(config)
+        return resolved is not None and resolved == resolved_identity(self.base)
 
 
 def short_value(value: Any) -> str:
@@ -150,6 +173,24 @@ def _result_identity(config: dict[str, Any]) -> dict[str, Any]:
     identity = copy.deepcopy(config)
     for key in NON_RESULT_KEYS:
         delete_dotted(identity, key)
+    return identity
+
+
+def resolved_identity(config: dict[str, Any]) -> dict[str, Any] | None:
+    """What a run of `config` trains, however its file spells it: the result-relevant
+    configuration with the model resolved (defaults filled in, variants by canonical name
+    with their arguments, the architecture's own mask for `mask: null`). None when the model
+    does not resolve (the validation that follows reports why)."""
+    identity = _result_identity(config)
+    try:
+        model = resolve_model(config)
+        identity["model"] = {
+            **model.to_dict(),
+            **{name: dict(zip(("name", "arguments"), model.variant(name), strict=True))
+               for name in VARIANT_FIELDS},
+        }
+    except (ConfigError, KeyError, TypeError):
+        return None
     return identity
 
 
@@ -258,6 +299,13 @@ def _resolve_extends(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
         chain = " -> ".join(p.name for p in (*seen, path))
         raise ConfigError(f"'extends' forms a cycle: {chain}", key="extends", source=str(path))
     data = _anchor_files(read_yaml(path), path.parent)
+    if not data:
+        # An empty file would train the default model on the default corpus: never what was
+        # meant (a file saved before it was written, a wrong path to a blank template).
+        raise ConfigError("the file is empty; an experiment names at least what it changes "
+                          "from the defaults (start from recipes/quickstart.yaml, or "
+                          "`extends:` another file)",
+                          source=str(path) if seen else None)  # the top file: as typed
     parent = data.pop("extends", None)
     if parent is None:
         return data
@@ -395,6 +443,7 @@ def check_run_config(config: dict[str, Any], variant: dict[str, Any] | None = No
     where = f" (in the variant {variant})" if variant else ""
     try:
         validate_sections({k: v for k, v in config.items() if k != "ablate"})
+        tracking.check_available(config["train"]["logger"])
         check_task(config, resolve_model(config))
         check_parallel(config)
     except ConfigError as error:

@@ -38,6 +38,11 @@ def seen_in_document(tokens: Tensor, eos_id: int) -> Tensor:
     return ((tokens[:, :, None] == tokens[:, None, :]) & earlier & same_document).any(-1)
 
 
+def bits_name(tokenizer: str) -> str:
+    """Bits per byte for the byte tokenizer, per character for the others."""
+    return "bpb" if tokenizer == "byte" else "bpc"
+
+
 class LMData(L.LightningDataModule):
     """Training windows, plus one validation loader per applicable context multiplier."""
 
@@ -233,7 +238,7 @@ class LanguageModeling(Task):
         self.log("val_loss", main, prog_bar=True, logger=False)
 
     def _bits_name(self) -> str:
-        return "bpb" if self.config["data"]["tokenizer"] == "byte" else "bpc"
+        return bits_name(self.config["data"]["tokenizer"])
 
     def on_test_epoch_start(self) -> None:
         self.test_mean = MeanMetric().to(self.device)

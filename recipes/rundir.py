@@ -5,8 +5,11 @@
         summary.json       a `RunSummary`: status, metrics, cost, data fingerprint, versions
         metrics.csv        Lightning's CSV log: one row per logging step and per evaluation,
                            each labelled with the optimizer steps taken when it was measured
-        tokenizer.json     the tokenizer, for generation and probes
+        tokenizer.json     the tokenizer in HF `tokenizers`' format (Tokenizer.from_file)
+        tokenizer.tzoo.json    the suite's metadata of it: kind, spec, fingerprint
         error.log          the traceback of a failed run
+        tracking.json      the MLflow run id, when train.logger has mlflow
+        tensorboard/, wandb/   what those trackers write, when train.logger names them
         checkpoints/       last.ckpt (resume), interrupted.ckpt, final.pt (weights only)
 
 The runner writes these files, reports and sweeps read them; both sides name them here. Every
@@ -37,6 +40,8 @@ CONFIG = "config.yaml"
 METRICS = "metrics.csv"
 TOKENIZER = "tokenizer.json"
 ERROR_LOG = "error.log"
+#: the trackers' own ids of the run (an MLflow run id), so a resume logs into the same run
+TRACKING = "tracking.json"
 FINAL_CHECKPOINT = "checkpoints/final.pt"
 LAST_CHECKPOINT = "checkpoints/last.ckpt"
 INTERRUPTED_CHECKPOINT = "checkpoints/interrupted.ckpt"

@@ -32,7 +32,7 @@ from lightning.pytorch.loggers import CSVLogger
 
 from tzoo.components import ConfigError
 
-from . import parallel, rundir
+from . import parallel, rundir, tracking
 from .callbacks import EXACT, Interrupted, ProgressBar, StepCheckpoints, StopRequest
 from .checkpoints import save_final
 from .data import prepare_data
@@ -41,7 +41,7 @@ from .measure import PeakMemory, Throughput
 from .quiet import quiet_lightning
 from .rundir import RunSummary
 from .task import EVALUATION_STEP, Diverged
-from .tasks import build_task, supplies_prefix
+from .tasks import build_task, metric_names, supplies_prefix
 
 
 class EarlyStop(Exception):
@@ -144,20 +144,9 @@ def _resume_point(run_dir: Path) -> tuple[Path | None, int]:
     return best
 
 
-def _logger(config: dict, run_dir: Path):
-    kind = config["train"]["logger"]
-    csv_logger = CSVLogger(save_dir=str(run_dir), name="", version="", flush_logs_every_n_steps=1)
-    _keep_previous_metrics(csv_logger, run_dir / rundir.METRICS)
-    loggers: list = [csv_logger]
-    if kind == "tensorboard":
-        from lightning.pytorch.loggers import TensorBoardLogger
-
-        loggers.append(TensorBoardLogger(save_dir=str(run_dir), name="tensorboard", version=""))
-    elif kind == "mlflow":
-        from lightning.pytorch.loggers import MLFlowLogger
-
-        loggers.append(MLFlowLogger(experiment_name=config["experiment"],
-                                    run_name=run_dir.name))
+def _loggers(config: dict, run_dir: Path) -> list:
+    loggers = tracking.make_loggers(config, run_dir)
+    _keep_previous_metrics(loggers[0], run_dir / rundir.METRICS)
     return loggers
 
 
@@ -210,7 +199,7 @@ def _train(spec: RunSpec, run_dir: Path, experiment: str,
     started = time.perf_counter()
     throughput = Throughput()
     memory = PeakMemory()
-    task = None
+    task = trainer = None
     try:
         built = build_task(config, seed=spec.seed, start_step=start_step)
         data, task, datamodule = built.data, built.task, built.datamodule
@@ -222,6 +211,9 @@ def _train(spec: RunSpec, run_dir: Path, experiment: str,
             task.model = torch.compile(task.model)
         stop = StopRequest()
         trainer = make_trainer(config, run_dir, throughput, callbacks, stop, writer=writer)
+        tracking.log_hyperparameters(trainer.loggers, {**config, "seed": spec.seed,
+                                                       "run_id": spec.run_id},
+                                     metric_names(config, list(data.corpus.splits)))
         # A stop asked for during an evaluation outside fit is honoured after it.
         checkpoints = next(c for c in trainer.callbacks if isinstance(c, StepCheckpoints))
         with memory, _stop_on_signals(stop):
@@ -248,6 +240,7 @@ def _train(spec: RunSpec, run_dir: Path, experiment: str,
             save_final(run_dir, task.model, task_supplies_prefix=supplies_prefix(config),
                        state_dict=state)
         summary.status, summary.metrics, summary.steps = "completed", metrics, int(train["steps"])
+        tracking.log_final_metrics(trainer.loggers, metrics, summary.steps)
     except Interrupted:
         summary.status, summary.error = "interrupted", "stopped by the user; rerun to resume"
         raise
@@ -264,6 +257,8 @@ def _train(spec: RunSpec, run_dir: Path, experiment: str,
             (run_dir / rundir.ERROR_LOG).write_text(traceback.format_exc())
         summary.status, summary.error = "failed", f"{type(error).__name__}: {error}"
     finally:
+        if trainer is not None:
+            tracking.close(trainer.loggers, summary.status)
         summary.wall_s = round(time.perf_counter() - started, 2)
         summary.tokens_per_s, summary.peak_mem_mb = throughput.tokens_per_s, memory.megabytes
         summary.tokens_trained = throughput.tokens
@@ -329,7 +324,7 @@ def make_trainer(config: dict, run_dir: Path, throughput: Throughput,
     return L.Trainer(
         max_steps=steps, max_epochs=-1, val_check_interval=every,
         check_val_every_n_epoch=None, limit_val_batches=int(evaluation["batches"]),
-        num_sanity_val_steps=0, logger=_logger(config, run_dir) if writer else False,
+        num_sanity_val_steps=0, logger=_loggers(config, run_dir) if writer else False,
         callbacks=callbacks, gradient_clip_val=train["grad_clip"], precision=train["precision"],
         **parallel.trainer_arguments(train),
         # The data modules split batches and evaluation windows between processes themselves

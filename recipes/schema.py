@@ -97,7 +97,8 @@ SCHEMA: dict[str, Any] = {
                             doc="micro-batches per optimizer step (data.batch_size stays the "
                             "step's global batch)"),
         "threads": Field((int,), None, nullable=True, minimum=1),
-        "logger": Field((str,), "csv", choices=("csv", "tensorboard", "mlflow")),
+        "logger": Field((str, list), "csv",
+                        doc="csv (always kept), tensorboard, mlflow, wandb, or a list of them"),
         "progress": Field((bool,), True),
         "compile": Field((bool,), False),
     },

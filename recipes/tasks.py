@@ -11,7 +11,7 @@ comes from the LightningModule (`Task.summary_fields`).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,7 +22,7 @@ from tzoo.components.errors import ConfigError, did_you_mean, unknown_choice
 
 from .corpora import is_generated
 from .data import PreparedData, prepare_data
-from .language_modeling import LanguageModeling, LMData, multiplier_label
+from .language_modeling import LanguageModeling, LMData, bits_name, multiplier_label
 from .metrics import is_split, split_metric
 from .task import Task
 from .translation import PairsData, Translation
@@ -50,6 +50,10 @@ class TaskKind:
     #: what an experiment is judged by when `eval.primary` is not set, most important first;
     #: a name without a split stands for it on every split (see `metrics.resolve`)
     primary: Callable[[dict[str, Any]], tuple[str, ...]]
+    #: the metric names a completed run records (its summary's keys; a measure the run
+    #: cannot take is recorded as null), given the corpus's split names; the summary keys
+    #: a sweep may optimise and trackers receive
+    recorded: Callable[[dict[str, Any], Sequence[str]], list[str]]
 
 
 # ----------------------------------------------------------------------- language modelling
@@ -91,10 +95,19 @@ def _check_lm(config: dict[str, Any], model: ModelConfig) -> None:
 
 
 def _lm_metrics(config: dict[str, Any]) -> tuple[str, ...]:
-    bits = "bpb" if config["data"]["tokenizer"] == "byte" else "bpc"
+    bits = bits_name(config["data"]["tokenizer"])
     lengths = [f"loss@{multiplier_label(m)}" for m in config["eval"]["context_multipliers"]
                if isinstance(m, (int, float))]
     return ("loss", "ppl", bits, *lengths)
+
+
+def _lm_recorded(config: dict[str, Any], splits: Sequence[str]) -> list[str]:
+    bits = bits_name(config["data"]["tokenizer"])
+    names = ["val/loss", "val/ppl", f"val/{bits}"]
+    names += [f"val/loss@{multiplier_label(m)}" for m in config["eval"]["context_multipliers"]]
+    if config["eval"]["test"]:
+        names += ["test/loss", "test/ppl", f"test/{bits}"]
+    return names
 
 
 LM = TaskKind(
@@ -110,6 +123,7 @@ LM = TaskKind(
     # Validation loss: what every study so far compared (the test split is read once, at the
     # end, on fewer batches).
     primary=lambda config: ("val/loss",),
+    recorded=_lm_recorded,
 )
 
 
@@ -144,6 +158,21 @@ def _translation_primary(config: dict[str, Any]) -> tuple[str, ...]:
     return ("bleu", "chrf")
 
 
+#: what decoding adds to the loss of every evaluated split
+DECODED_SCORES = ("bleu", "chrf", "exact_match")
+
+
+def _translation_recorded(config: dict[str, Any], splits: Sequence[str]) -> list[str]:
+    names = ["val/loss", "val/ppl"]
+    if int(config["eval"]["decode_batches"]):
+        names += [f"val/{score}" for score in DECODED_SCORES]
+    if config["eval"]["test"]:
+        for split in splits:
+            if split == "test" or split.startswith("test_"):
+                names += [f"{split}/loss", *(f"{split}/{score}" for score in DECODED_SCORES)]
+    return names
+
+
 TRANSLATION = TaskKind(
     name="translation",
     module=Translation,
@@ -155,6 +184,7 @@ TRANSLATION = TaskKind(
     windowed=False,
     metrics=lambda config: ("loss", "ppl", "bleu", "chrf", "exact_match"),
     primary=_translation_primary,
+    recorded=_translation_recorded,
 )
 
 
@@ -176,6 +206,29 @@ def resolve_model(config: dict[str, Any], vocab_size: int | None = None) -> Mode
         kind, arch = task_kind(config), values.get("arch", "decoder")
         values["max_len"] = kind.sequence_length(config, arch) + kind.special_tokens(arch)
     return ModelConfig.from_dict(values)
+
+
+def metric_names(config: dict[str, Any], splits: Sequence[str] = ("test",)) -> list[str]:
+    """The summary keys a completed run of `config` records; `splits`: the corpus's split
+    names (a translation run scores every test split it has)."""
+    return task_kind(config).recorded(config, splits)
+
+
+def primary_metric(config: dict[str, Any] | None) -> str:
+    """The one summary key a run is judged by (`tzoo runs`, a report's opening chart): the
+    first of `judged_by`, on the test split where the run records it there, else validation;
+    `val/loss` when the task is unknown."""
+    try:
+        wanted = judged_by(config)[0]  # type: ignore[arg-type]
+        recorded = metric_names(config)  # type: ignore[arg-type]
+    except (KeyError, TypeError, AttributeError):
+        return "val/loss"
+    split, name = split_metric(wanted)
+    if split is not None:
+        return wanted
+    matches = [m for m in recorded if split_metric(m)[1] == name]
+    tested = [m for m in matches if not m.startswith("val/")]
+    return (tested or matches or [wanted])[0]
 
 
 def supplies_prefix(config: dict[str, Any]) -> bool:

@@ -1,9 +1,15 @@
 """Tokenizers: `char`, `byte` and `bpe:<vocab_size>` behind one small interface.
 
 Every tokenizer reserves the same six special tokens at ids 0..5 (pad, bos, eos, mask, sep,
-unk), so models and batchers can rely on `pad_id == 0` etc. whatever the spec. A tokenizer is
-saved as one JSON file; its `fingerprint` is the sha256 of that file's text, so a run can check
-that it resumes with the very tokenizer it started with.
+unk), so models and batchers can rely on `pad_id == 0` etc. whatever the spec.
+
+A tokenizer is saved in HuggingFace `tokenizers`' own format, so that a run's `tokenizer.json`
+loads outside the suite with `tokenizers.Tokenizer.from_file` and gives the same ids (a char
+tokenizer is a BPE model with one token per character and no merges; the byte tokenizer a
+byte-level BPE with no merges), with the suite's own metadata (kind, spec, fingerprint) beside
+it in `<name>.tzoo.json`. Files of format 1 (the suite's own JSON, before HF's) still load.
+Its `fingerprint` is the sha256 of its canonical state (`to_json`), the same in both formats,
+so a run can check that it resumes with the very tokenizer it started with.
 
 (The module is not called `tokenizers` so that it never shadows the HuggingFace package.)
 """
@@ -26,7 +32,9 @@ PAD_ID, BOS_ID, EOS_ID, MASK_ID, SEP_ID, UNK_ID = range(len(SPECIAL_TOKENS))
 N_SPECIAL = len(SPECIAL_TOKENS)
 BPE_MIN_VOCAB = N_SPECIAL + 256  # the specials plus the byte-level alphabet
 SPEC_FORMS = ("char", "byte", "bpe:<vocab_size>")
-FORMAT_VERSION = 1
+FORMAT_VERSION = 1  # of the canonical state the fingerprint is taken over
+FILE_FORMAT = 2  # of the saved files: HF's tokenizer.json and the metadata beside it
+METADATA_SUFFIX = ".tzoo.json"
 
 
 class Tokenizer(ABC):
@@ -76,11 +84,22 @@ class Tokenizer(ABC):
         """sha256 of the saved form."""
         return hashlib.sha256(self.to_json().encode("utf-8")).hexdigest()
 
+    @abstractmethod
+    def to_hf_json(self) -> str:
+        """The same tokenizer in HuggingFace `tokenizers`' format (equal ids for any text)."""
+
     def save(self, path: str | Path) -> Path:
-        """Write the tokenizer as one JSON file and return its path."""
+        """Write the tokenizer as HF's JSON at `path` and the suite's metadata beside it
+        (`metadata_path`); return `path`. Each file is written whole or not at all."""
+        from .rundir import write_atomic, write_json
+
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(self.to_json(), encoding="utf-8")
+        write_atomic(path, self.to_hf_json())
+        write_json(metadata_path(path), {
+            "format": FILE_FORMAT, "kind": self.kind, "spec": self.spec,
+            "vocab_size": self.vocab_size, "special_tokens": list(SPECIAL_TOKENS),
+            "fingerprint": self.fingerprint,
+        })
         return path
 
     @staticmethod
@@ -129,6 +148,17 @@ class CharTokenizer(Tokenizer):
     def _state(self) -> dict[str, Any]:
         return {"chars": self.chars}
 
+    def to_hf_json(self) -> str:
+        from tokenizers import Tokenizer as HFTokenizer
+        from tokenizers import decoders, models
+
+        # A BPE model without merges splits its input into characters and looks each up.
+        vocab = {**{t: i for i, t in enumerate(SPECIAL_TOKENS)}, **self._ids}
+        hf = HFTokenizer(models.BPE(vocab=vocab, merges=[], unk_token=SPECIAL_TOKENS[UNK_ID]))
+        hf.decoder = decoders.Fuse()  # characters join without spaces
+        hf.add_special_tokens(list(SPECIAL_TOKENS))
+        return hf.to_str()
+
 
 class ByteTokenizer(Tokenizer):
     """UTF-8 bytes: id = byte + 6. Needs no training and has no unknowns."""
@@ -160,6 +190,36 @@ class ByteTokenizer(Tokenizer):
 
     def _state(self) -> dict[str, Any]:
         return {}
+
+    def to_hf_json(self) -> str:
+        from tokenizers import Tokenizer as HFTokenizer
+        from tokenizers import decoders, models, pre_tokenizers
+
+        # HF's byte-level pre-tokenizer writes each UTF-8 byte as one printable character;
+        # a BPE model without merges then maps byte b's character to id b + N_SPECIAL.
+        vocab = {t: i for i, t in enumerate(SPECIAL_TOKENS)}
+        vocab.update({char: byte + N_SPECIAL for byte, char in enumerate(byte_characters())})
+        hf = HFTokenizer(models.BPE(vocab=vocab, merges=[]))
+        hf.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+        hf.decoder = decoders.ByteLevel()
+        hf.add_special_tokens(list(SPECIAL_TOKENS))
+        return hf.to_str()
+
+
+def byte_characters() -> list[str]:
+    """The printable character byte-level BPE (GPT-2's, HF's `ByteLevel`) writes for each byte:
+    the byte's own Latin-1 character where that is printable and not a space, else one of
+    the characters from U+0100 on, handed out in byte order."""
+    printable = {*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1),
+                 *range(ord("®"), ord("ÿ") + 1)}
+    out, spare = [], 256
+    for byte in range(256):
+        if byte in printable:
+            out.append(chr(byte))
+        else:
+            out.append(chr(spare))
+            spare += 1
+    return out
 
 
 class BPETokenizer(Tokenizer):
@@ -238,6 +298,9 @@ class BPETokenizer(Tokenizer):
     def _state(self) -> dict[str, Any]:
         return {"hf_tokenizer": json.loads(self._hf_json)}
 
+    def to_hf_json(self) -> str:
+        return self._hf_json
+
 
 def _pieces(text: str, size: int) -> list[str]:
     """Cut text into pieces of about `size` characters, each ending at a newline if possible."""
@@ -300,22 +363,46 @@ def tokenizer_for_corpus(spec: str, corpus: Any) -> Tokenizer:
     return build_tokenizer(spec, train_texts(corpus))
 
 
+def metadata_path(path: str | Path) -> Path:
+    """Where the suite's metadata of the tokenizer saved at `path` lives:
+    tokenizer.json -> tokenizer.tzoo.json."""
+    path = Path(path)
+    return path.with_name(path.name.removesuffix(".json") + METADATA_SUFFIX)
+
+
 def load_tokenizer(path: str | Path) -> Tokenizer:
-    """Read a tokenizer JSON file written by `Tokenizer.save`."""
+    """Read a tokenizer written by `Tokenizer.save` (HF's file and the metadata beside it), or
+    a format-1 file of an older run."""
     path = Path(path)
     try:
-        state = json.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        state = json.loads(text)
     except FileNotFoundError:
         raise ConfigError(f"tokenizer file not found: '{path}'", key=TOKENIZER_KEY) from None
     except json.JSONDecodeError as err:
         raise ConfigError(f"'{path}' is not a tokenizer JSON file ({err})") from None
+    if isinstance(state, dict) and "kind" in state:  # format 1: the state itself
+        return _from_state(state, path)
+    meta = metadata_path(path)
+    try:
+        kind = json.loads(meta.read_text(encoding="utf-8")).get("kind")
+    except (OSError, ValueError, AttributeError):
+        raise ConfigError(f"'{path}' has no readable '{meta.name}' beside it, which says "
+                          "what kind of tokenizer it is", source=str(path)) from None
+    if kind == "char":
+        vocab = state["model"]["vocab"]
+        return CharTokenizer(token for token, i in vocab.items() if i >= N_SPECIAL)
+    return _from_state({"kind": kind, "hf_tokenizer": state}, path, hf_json=text)
+
+
+def _from_state(state: dict[str, Any], path: Path, hf_json: str | None = None) -> Tokenizer:
     kind = state.get("kind")
     if kind == "char":
         return CharTokenizer(state["chars"])
     if kind == "byte":
         return ByteTokenizer()
     if kind == "bpe":
-        return BPETokenizer(json.dumps(state["hf_tokenizer"]))
+        return BPETokenizer(hf_json or json.dumps(state["hf_tokenizer"]))
     raise ConfigError(
         f"'{path}' holds an unknown tokenizer kind '{kind}'; allowed: bpe, byte, char",
         source=str(path),

@@ -8,6 +8,8 @@ torchmetrics', whose `CHRFScore()` is chrF++ (word order 2) by default and, even
 0, averages over all six character orders where sacreBLEU uses the orders a short corpus has.
 BLEU is left out where the references are too short for it (`short_references.py`): the run
 records it as not applicable, with the reason.
+Each run's summary carries the sacreBLEU signature of every BLEU and chrF figure
+(`signatures`), so a reader can tell exactly which BLEU it is.
 """
 
 from __future__ import annotations
@@ -15,12 +17,11 @@ from __future__ import annotations
 from collections import defaultdict
 
 import lightning as L
-import sacrebleu
 import torch
 import torch.nn.functional as F
+from sacrebleu.metrics import BLEU, CHRF
 from torch import Tensor
 from torchmetrics.aggregation import MeanMetric
-from torchmetrics.text import SacreBLEUScore
 
 from tzoo.components import EncoderDecoder, beam_search, generate
 from tzoo.components.masks import PrefixMask
@@ -31,14 +32,29 @@ from .parallel import share_of
 from .short_references import bleu_not_applicable
 from .task import Task
 
+#: the scores BLEU and chrF are, both sacreBLEU's defaults: one library, one signature each
+SCORERS = {"bleu": BLEU, "chrf": CHRF}
+
+
+def score_signatures() -> dict[str, str]:
+    """sacreBLEU's signature of each score `corpus_scores` computes, e.g. 'bleu':
+    'nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|version:2.6.0'. (sacreBLEU knows the
+    number of references only after scoring: one sentence of one reference, as here.)"""
+    signatures = {}
+    for name, scorer in SCORERS.items():
+        metric = scorer()
+        metric.corpus_score(["a"], [["a"]])
+        signatures[name] = str(metric.get_signature())
+    return signatures
+
 
 def corpus_scores(hypotheses: list[str], references: list[str]) -> dict[str, float]:
     """Corpus BLEU and chrF (0–100, as sacreBLEU prints them) and exact match (0–100); no
     BLEU where `bleu_not_applicable(references)` says why it would mean nothing."""
     if not hypotheses:
         return {}
-    bleu = 100 * float(SacreBLEUScore(tokenize="13a")(hypotheses, [[r] for r in references]))
-    chrf = sacrebleu.corpus_chrf(hypotheses, [references]).score
+    bleu = SCORERS["bleu"]().corpus_score(hypotheses, [references]).score
+    chrf = SCORERS["chrf"]().corpus_score(hypotheses, [references]).score
     exact = sum(h.strip() == r.strip() for h, r in zip(hypotheses, references, strict=True))
     scores = {"bleu": float(bleu), "chrf": float(chrf),
               "exact_match": 100 * exact / len(hypotheses)}
@@ -118,7 +134,14 @@ class Translation(Task):
             "dropped_pairs": {split: pairs.dropped for split, pairs in datamodule.pairs.items()},
             "truncated_pairs": {split: pairs.truncated
                                 for split, pairs in datamodule.pairs.items()},
+            "signatures": self.signatures(),
         }
+
+    def signatures(self) -> dict[str, str]:
+        """The sacreBLEU signature of each BLEU and chrF metric this run records."""
+        splits = ["val", *(self.test_splits if self.eval_config["test"] else [])]
+        return {f"{split}/{name}": signature for split in splits
+                for name, signature in score_signatures().items()}
 
     # ------------------------------------------------------------------------- teacher forcing
     def _joined(self, source: Tensor, target: Tensor) -> tuple[Tensor, Tensor, Tensor]:

@@ -20,6 +20,7 @@ from typing import Any
 from . import sections
 from .document import Block, to_markdown
 from .html_page import to_html
+from .overview import overview
 from .probe_runner import Loader
 from .runs import Run, group_by_variant, load_runs
 from .study import StudyInput, resolve_studies
@@ -41,6 +42,7 @@ def assemble(runs: list[Run], out_dir: Path, *, title: str, command: str,
     generated = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     plot_dir = out_dir / "plots"
     blocks = sections.header(runs, title, command, generated)
+    blocks += overview(runs, out_dir, plot_dir)
     blocks += sections.all_results(runs, out_dir, plot_dir, reference)
     blocks += sections.not_completed(runs)
     if bench is not None:

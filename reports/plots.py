@@ -140,6 +140,55 @@ def final_metrics(groups: Sequence[VariantGroup], metrics: Sequence[str],
     return _save(fig, path)
 
 
+def overview(groups: Sequence[VariantGroup], metric: str, path: Path) -> Path | None:
+    """The report's opening figure: one row per variant. Left, `metric`: the mean over seeds
+    (dot), its 95% CI (bar) and every seed (grey dots), the base's mean as a dotted line.
+    Right, the cost: training wall time per run (bar: mean; dots: seeds), labelled with the
+    parameter count."""
+    shown = [(gi, g) for gi, g in enumerate(groups) if metric_values(g.runs, metric)]
+    if not shown:
+        return None
+    fig = _new(9.5, 0.9 + 0.42 * len(shown))
+    left, right = fig.subplots(1, 2, sharey=True, width_ratios=[3, 2])
+    rows = range(len(shown))[::-1]  # the first variant (the base) on top
+    for row, (gi, group) in zip(rows, shown, strict=True):
+        values = metric_values(group.runs, metric)
+        summary = summarise(values)
+        left.scatter(values, [row] * len(values), s=14, color="0.55", zorder=2)
+        if summary is not None and summary.n > 1:
+            left.errorbar([summary.mean], [row], capsize=4, color=color(gi), zorder=3,
+                          xerr=[[summary.mean - summary.ci_low],
+                                [summary.ci_high - summary.mean]])
+        if summary is not None:
+            left.plot([summary.mean], [row], "o", ms=8, color=color(gi), zorder=4)
+            if group.is_base:
+                left.axvline(summary.mean, color=color(gi), ls=":", lw=1)
+        done = [r for r in group.completed if r.wall_s is not None]
+        if done:
+            walls = [float(r.wall_s) for r in done]
+            right.barh([row], [sum(walls) / len(walls)], color=color(gi), alpha=0.35,
+                       height=0.6)
+            right.scatter(walls, [row] * len(walls), s=14, color="0.35", zorder=3)
+            params = [r.params for r in done if r.params]
+            if params:
+                right.annotate(f" {_short_count(max(params))} params", (max(walls), row),
+                               va="center", fontsize=8)
+    left.set_yticks(list(rows), [g.name for _, g in shown], fontsize=8)
+    left.set_title(f"{metric} ({direction_word(metric)}): mean, 95% CI, seeds", fontsize=10)
+    right.set_title("cost: training wall time per run (s)", fontsize=10)
+    right.set_xlim(0, right.get_xlim()[1] * 1.3)  # room for the parameter labels
+    for ax in (left, right):
+        ax.grid(alpha=0.3, axis="x")
+    return _save(fig, path)
+
+
+def _short_count(value: float) -> str:
+    for scale, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if value >= scale:
+            return f"{value / scale:.3g}{suffix}"
+    return f"{value:.0f}"
+
+
 def extrapolation_metrics(metrics: Sequence[str]) -> dict[str, list[tuple[float, str]]]:
     """{'val/loss': [(1.0, 'val/loss@1x'), (2.0, 'val/loss@2x'), ...]} from metric names."""
     found: dict[str, list[tuple[float, str]]] = {}

@@ -21,6 +21,7 @@ from .direction import better, direction_word, lower_is_better
 from .document import Block, Bullets, Code, Heading, Image, Note, Paragraph, Table
 from .probe_runner import Loader, probe_run, safe_name
 from .runs import Run, VariantGroup, group_by_fingerprint, group_by_variant
+from .signatures import signature_note
 from .stats import (
     TEST_DESCRIPTION,
     MetricRow,
@@ -29,6 +30,7 @@ from .stats import (
     metric_names,
     metric_values,
     summarise,
+    transform_families,
 )
 
 STAT_HEADERS = ["variant", "seeds", "mean ± std", "95% CI", "Δ vs base", "p"]
@@ -153,30 +155,40 @@ def _anchor_mark(group: VariantGroup) -> str:
     return " (reference)" if group.is_reference else ""
 
 
-def metric_table(groups: Sequence[VariantGroup], metric: str, *, costs: bool) -> Table:
-    """One row per variant: seeds, mean ± std, CI, Δ and p (and cost columns if asked)."""
+def metric_table(groups: Sequence[VariantGroup], metric: str, *, costs: bool,
+                 companions: Sequence[str] = (), digits: int = fmt.TABLE_DIGITS) -> Table:
+    """One row per variant: seeds, mean ± std, CI, Δ and p (and cost columns if asked).
+    `companions`: monotone transforms of `metric` (perplexity, bits per character), shown as
+    mean ± std columns of the same table. Every number has `digits` significant digits
+    (p-values `fmt.P_DIGITS`)."""
     rows = compare_metric(groups, metric)
     best = best_variant(rows, metric).variant
     table_rows = []
     for group, row in zip(groups, rows, strict=True):
-        delta, p = fmt.delta(row.delta)
+        delta, p = fmt.delta(row.delta, digits)
         name = f"`{row.variant}`" + _anchor_mark(group)
-        value = fmt.mean_std(row.summary)
+        value = fmt.mean_std(row.summary, digits)
         if row.summary is None and judged_by.reason(group.runs, metric):
             value = "n/a"
         if row.variant == best:
             value = f"**{value}**"
-        line = [name, _seeds(group, row), value, fmt.ci(row.summary), delta, p]
+        line = [name, _seeds(group, row), value, fmt.ci(row.summary, digits), delta, p]
+        line += [fmt.mean_std(summarise(metric_values(group.runs, other)), digits)
+                 for other in companions]
         if costs:
             done = group.completed
             line += [
-                fmt.count(mean_of(r.params for r in done)),
-                fmt.count(mean_of(r.tokens_per_s for r in done)),
-                fmt.num(mean_of(r.peak_mem_mb for r in done), zeros=False),
-                fmt.duration(mean_of(r.wall_s for r in done)),
+                fmt.count(mean_of(r.params for r in done), digits),
+                fmt.count(mean_of(r.tokens_per_s for r in done), digits),
+                fmt.num(mean_of(r.peak_mem_mb for r in done), digits),
+                fmt.duration(mean_of(r.wall_s for r in done), digits),
             ]
         table_rows.append(line)
-    headers = STAT_HEADERS + (COST_HEADERS if costs else [])
+    stat_headers = list(STAT_HEADERS)
+    if companions:  # name the lead's column too, beside its transforms'
+        stat_headers[2] = f"`{metric}` mean ± std"
+    headers = stat_headers + [f"`{m}` mean ± std" for m in companions] + (
+        COST_HEADERS if costs else [])
     if _cell_references(groups):
         headers = [h.replace("Δ vs base", "Δ vs reference") for h in headers]
     numeric = [False] + [True] * (len(headers) - 1)
@@ -255,6 +267,9 @@ def results(runs: Sequence[Run], root: Path, plot_dir: Path, level: int,
     plain = [m for m in metrics if "@" not in m] or metrics
     plain = [*leading, *(m for m in plain if m not in leading)]
     primary = plain[0]
+    # a loss and its monotone transforms (ppl, bpc) share one table, the primary's first
+    tables = transform_families(plain)
+    tables.sort(key=lambda family: primary not in family)
     description = TEST_DESCRIPTION
     if _cell_references(groups):
         description = description.replace(
@@ -277,12 +292,21 @@ def results(runs: Sequence[Run], root: Path, plot_dir: Path, level: int,
     if takeaways:
         blocks.append(Bullets(takeaways))
     blocks += not_applicable_note(runs, metrics)
-    for metric in plain:
-        costs = metric == primary
-        blocks.append(Heading(level + 1, f"`{metric}` ({direction_word(metric)})"
-                              + (" and cost" if costs else "")))
-        blocks.append(metric_table(groups, metric, costs=costs))
-        blocks += _best_note(best_variant(compare_metric(groups, metric), metric))
+    for lead, *companions in tables:
+        also = f", with {', '.join(f'`{m}`' for m in companions)}" if companions else ""
+        cost = " and cost" if primary == lead or primary in companions else ""
+        blocks.append(Heading(level + 1, f"`{lead}` ({direction_word(lead)}){also}{cost}"))
+        if companions:
+            named = ", ".join(f"`{m}`" for m in companions)
+            what = "are monotone transforms" if len(companions) > 1 else \
+                "is a monotone transform"
+            blocks.append(Paragraph(
+                f"{named} {what} of `{lead}` (perplexity = e^loss, bits = loss / ln 2 per "
+                "character or byte), ranking the variants alike: one table, whose CI, Δ and "
+                f"p are `{lead}`'s."))
+        blocks.append(metric_table(groups, lead, costs=bool(cost), companions=companions))
+        blocks += _best_note(best_variant(compare_metric(groups, lead), lead))
+        blocks += filter(None, [signature_note(runs, lead)])
     if families:
         blocks.append(Heading(level + 1, "Length extrapolation"))
         blocks.append(Paragraph(

@@ -24,7 +24,8 @@ TEST_DESCRIPTION = (
     "Δ vs base is the variant mean minus the base mean; p is from Welch's t-test "
     "(two-sided, unequal variances: scipy.stats.ttest_ind with equal_var=False) across seeds. "
     "It needs at least two seeds on both sides, otherwise it reads 'n/a (one seed)'. "
-    "95% CI is the Student-t confidence interval of the mean over seeds."
+    "95% CI is the Student-t confidence interval of the mean over seeds. Every number in a "
+    "table has four significant digits, p-values two."
 )
 ONE_SEED = "n/a (one seed)"
 NO_BASE = "n/a (no base)"
@@ -132,6 +133,32 @@ def order_metrics(names: Iterable[str]) -> list[str]:
         return (rank, name, 0.0)
 
     return sorted(set(names), key=key)
+
+
+#: names of one quantity in different units: the loss and its monotone transforms
+#: (perplexity = e^loss; bits per character or byte = loss / ln 2 / characters per token)
+TRANSFORMS = ("loss", "ppl", "bpc", "bpb")
+
+
+def transform_families(metrics: Sequence[str]) -> list[list[str]]:
+    """`metrics` in order, with the loss of a split and its monotone transforms gathered into
+    one family led by the loss (`[val/loss, val/ppl, val/bpc]`); every other metric alone.
+    A family shares one table: its ranking, CI and test are the loss's."""
+    families: list[list[str]] = []
+    by_split: dict[str, list[str]] = {}
+    for metric in metrics:
+        split, _, name = metric.rpartition("/")
+        if name not in TRANSFORMS or "@" in metric:
+            families.append([metric])
+            continue
+        if split not in by_split:
+            by_split[split] = []
+            families.append(by_split[split])
+        by_split[split].append(metric)
+    for family in families:
+        family.sort(key=lambda m: TRANSFORMS.index(m.rpartition("/")[2])
+                    if m.rpartition("/")[2] in TRANSFORMS and "@" not in m else 0)
+    return families
 
 
 def metric_names(runs: Iterable[Run]) -> list[str]:

@@ -1,5 +1,5 @@
 """`tzoo sweep SWEEP.yaml [--workers N] [--devices 0,1,...] [--trials N] [--export best.yaml]
-[--set KEY=VALUE]`.
+[--set KEY=VALUE]`, and `tzoo validate SWEEP.yaml` (`validate_command`).
 
 Exit 0 when every study has its trials, 1 when the sweep stopped early (too many failed
 trials) or there was nothing to export, 2 on bad input (raised as ConfigError), 130 on Ctrl-C.
@@ -11,18 +11,24 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 
 import optuna
 
+from tzoo.components import build_model
 from tzoo.components.errors import ConfigError
+from tzoo.recipes.experiment import read_yaml
 from tzoo.recipes.processes import choose_devices, device_env
 from tzoo.recipes.runner import Interrupted
+from tzoo.recipes.schema import SCHEMA
+from tzoo.recipes.tasks import resolve_model
 
 from .export import export_best
 from .launch import run_workers
 from .results import SweepResult, read_sweep, write_study_json
-from .spec import load_sweep
-from .worker import prepare, work
+from .space import Param
+from .spec import SWEEP_KEYS, load_sweep
+from .worker import check_metric, prepare, work
 
 
 def sweep_command(args: argparse.Namespace) -> int:
@@ -73,3 +79,48 @@ def _summary(result: SweepResult) -> None:
                                for k, v in best.params.items())
             line += f"; best {result.metric} = {best.value:.4g} (trial {best.number}: {params})"
         print(line)
+
+
+def is_sweep_file(path: str) -> bool:
+    """Whether `path` holds a sweep rather than an experiment: a sweep has keys no experiment
+    has (space, metric, n_trials, ...). An unreadable file is left to the experiment loader,
+    which says what is wrong with it."""
+    try:
+        data = read_yaml(Path(path))
+    except ConfigError:
+        return False
+    return any(key in data for key in set(SWEEP_KEYS) - set(SCHEMA))
+
+
+def validate_command(path: str, overrides: list[str], *, data: bool) -> int:
+    """`tzoo validate SWEEP.yaml [--data]`: everything `tzoo sweep` checks before its first
+    trial (the metric among them), and the plan: studies, search space, model sizes."""
+    sweep = load_sweep(path, overrides)
+    studies = sweep.studies()
+    for study in studies:
+        check_metric(sweep, study, load_data=data)
+    source = os.path.normpath(sweep.experiment.path) if sweep.experiment.path else \
+        sweep.experiment.name
+    print(f"{sweep.name}: sweep of {source} · {sweep.direction} {sweep.metric} · "
+          f"{len(studies)} study(ies) x {sweep.n_trials} trials · {sweep.sampler.name} "
+          f"sampler, {sweep.pruner.name} pruner -> {sweep.runs_dir}")
+    for param in sweep.space:
+        print(f"  search {param.key}: {_describe(param)}")
+    for study in studies:
+        model = build_model(resolve_model(sweep.trial_config(study, {})),
+                            task_supplies_prefix=True)
+        fixed = ", ".join(f"{k}={v}" for k, v in study.fixed.items()) or "—"
+        print(f"  study {study.name:<40} fixed: {fixed:<30} {model.num_parameters():>10,} "
+              "params")
+    if not data:
+        print("(without --data the corpus is not loaded: a test split's metric is checked "
+              "when the sweep starts)")
+    return 0
+
+
+def _describe(param: Param) -> str:
+    if param.kind == "categorical":
+        return "one of " + ", ".join(map(str, param.choices))
+    scale = ", log scale" if param.log else ""
+    step = f", step {param.step:g}" if param.step else ""
+    return f"{param.kind} in [{param.low:g}, {param.high:g}]{scale}{step}"

@@ -24,10 +24,11 @@ from optuna.distributions import distribution_to_json
 from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy.exc import SQLAlchemyError
 
-from tzoo.components.errors import ConfigError
+from tzoo.components.errors import ConfigError, unknown_choice
 from tzoo.recipes.data import prepare_data
 from tzoo.recipes.quiet import quiet_lightning
 from tzoo.recipes.runner import Interrupted
+from tzoo.recipes.tasks import metric_names
 
 from . import liveness
 from .algorithms import make_pruner, make_sampler
@@ -103,7 +104,7 @@ def prepare(sweep: Sweep) -> StorageSpec:
     """Everything that can fail on bad input, before any trial is asked: the data, the storage
     and the studies (created once here, so parallel workers never race to create them)."""
     for study in sweep.studies():
-        prepare_data(sweep.trial_config(study, {}))
+        check_metric(sweep, study, load_data=True)
     spec = resolve_storage(sweep.storage, sweep.runs_dir)
     try:
         storage = spec.open()
@@ -118,6 +119,20 @@ def prepare(sweep: Sweep) -> StorageSpec:
     for study in sweep.studies():
         open_study(sweep, study, storage)
     return spec
+
+
+def check_metric(sweep: Sweep, study: StudySpec, *, load_data: bool) -> None:
+    """Refuse a metric the trials would not record, before the storage or any run directory
+    exists. Without the data (`tzoo validate` without --data) a test split's metric cannot be
+    checked: the corpus says which test splits there are."""
+    config = sweep.trial_config(study, {})
+    splits: list[str] = list(prepare_data(config).corpus.splits) if load_data else ["test"]
+    names = metric_names(config, splits)
+    split = sweep.metric.partition("/")[0]
+    if sweep.metric in names or (not load_data and split.startswith("test")):
+        return
+    raise ConfigError(unknown_choice("metric", sweep.metric, names), key="metric",
+                      source=str(sweep.path))
 
 
 def work(sweep: Sweep, *, workers: int = 1, index: int = 0, spec: StorageSpec | None = None,

@@ -32,7 +32,7 @@ def test_quickstart_end_to_end(tmp_path, capsys):
     out = tmp_path / "runs"
     assert main(["validate", str(QUICKSTART), *overrides]) == 0
     planned = capsys.readouterr().out
-    assert main(["run", str(QUICKSTART), *overrides, "--out", str(out)]) == 0
+    assert main(["run", "quickstart", *overrides, "--out", str(out)]) == 0  # by name
     printed = capsys.readouterr().out
     summaries = [json.loads(p.read_text()) for p in sorted(out.glob("*/summary.json"))]
     assert len(summaries) >= 2 and f"{len(summaries)} runs" in planned

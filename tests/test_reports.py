@@ -424,7 +424,7 @@ def test_reference_compares_each_cell_within_its_slice(tmp_path: Path) -> None:
     report = build_report([tmp_path / "grid"], tmp_path / "out", probes=False,
                           reference={"model.residual": "add"}).read_text()
     assert "Δ vs reference" in report and "(reference)" in report
-    assert report.count("| +1 (") == 2  # Δ of `none` at each depth, not depth mixed in
+    assert report.count("| +1.000 (") == 2  # Δ of `none` at each depth, not depth mixed in
 
 
 def test_reference_flag_and_declared_reference(tmp_path: Path, capsys) -> None:

@@ -1,3 +1,28 @@
-"""transformer-zoo: swappable transformer components, Lightning recipes, ablations and reports."""
+"""transformer-zoo: swappable transformer components, Lightning recipes, ablations and reports.
+
+From Python (a notebook): `tzoo.load_experiment`, `tzoo.run_experiment`, `tzoo.load_run`,
+`tzoo.build_report` (see `tzoo.api`). They are imported on first use, so `import tzoo` stays
+instant and does not import torch.
+"""
+
+from __future__ import annotations
+
+from typing import Any
 
 __version__ = "0.1.0"
+
+#: the Python API, imported from tzoo.api when first used
+API = ("load_experiment", "run_experiment", "load_run", "build_report")
+__all__ = ["__version__", *API]
+
+
+def __getattr__(name: str) -> Any:
+    if name in API:
+        from tzoo import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'tzoo' has no attribute '{name}'")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *API])

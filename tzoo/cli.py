@@ -40,13 +40,15 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
+    from tzoo.sweeps.cli import is_sweep_file, validate_command
+
+    if is_sweep_file(args.experiment):
+        return validate_command(args.experiment, args.set, data=args.data)
     from tzoo.components import build_model
     from tzoo.recipes.data import prepare_data
     from tzoo.recipes.experiment import load_experiment
     from tzoo.recipes.tasks import resolve_model
 
-    if _is_sweep_file(args.experiment):
-        return _validate_sweep(args)
     experiment = load_experiment(args.experiment, args.set)
     runs = experiment.plan()
     print(f"{experiment.name}: {len(runs)} runs ({experiment.mode}, seeds {experiment.seeds}) "
@@ -62,35 +64,6 @@ def _validate(args: argparse.Namespace) -> int:
     if not args.data:
         print("(parameter counts use the default vocabulary; --data loads the corpus and "
               "tokenizer to count exactly)")
-    return 0
-
-
-def _is_sweep_file(path: str) -> bool:
-    """A sweep file names its search space; an experiment file cannot have that key."""
-    from pathlib import Path
-
-    from tzoo.recipes.experiment import read_yaml
-
-    return "space" in read_yaml(Path(path))
-
-
-def _validate_sweep(args: argparse.Namespace) -> int:
-    """`tzoo validate SWEEP.yaml [--data]`: the sweep's studies, each checked like a run."""
-    from tzoo.components import build_model
-    from tzoo.recipes.data import prepare_data
-    from tzoo.recipes.tasks import resolve_model
-    from tzoo.sweeps.spec import load_sweep
-
-    sweep = load_sweep(args.experiment, args.set)
-    studies = sweep.studies()
-    print(f"{sweep.name}: sweep of {sweep.experiment.name}, {len(studies)} study(ies) x "
-          f"{sweep.n_trials} trials over {', '.join(p.key for p in sweep.space)} -> "
-          f"{sweep.runs_dir}")
-    for study in studies:
-        config = sweep.trial_config(study, {})
-        vocab = prepare_data(config).tokenizer.vocab_size if args.data else None
-        model = build_model(resolve_model(config, vocab_size=vocab), task_supplies_prefix=True)
-        print(f"  {study.name:<40} {model.num_parameters():>10,} params")
     return 0
 
 
@@ -157,6 +130,46 @@ def _run_shards(args: argparse.Namespace, experiment) -> int:
     return max(codes)
 
 
+def _config(args: argparse.Namespace) -> int:
+    """Each planned run's resolved configuration, as its config.yaml will hold it, one YAML
+    document per run."""
+    import yaml
+
+    from tzoo.recipes.experiment import load_experiment
+
+    runs = load_experiment(args.experiment, args.set).plan()
+    for index, run in enumerate(runs):
+        if index:
+            print("---")
+        print(f"# {run.run_id}: {run.variant_name}, seed {run.seed}")
+        print(yaml.safe_dump({**run.config, "seed": run.seed, "run_id": run.run_id},
+                             sort_keys=False), end="")
+    return 0
+
+
+def _runs(args: argparse.Namespace) -> int:
+    import json
+
+    from tzoo.reports.listing import as_json, list_runs, table
+
+    lines = list_runs(args.dirs or ["runs"])
+    if args.json:
+        print(json.dumps(as_json(lines), indent=2))
+    else:
+        print(table(lines), end="")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from tzoo.recipes.export import export_run
+
+    out = export_run(args.run, args.out, args.format)
+    print(f"exported {args.run} as {args.format}: {out}")
+    print("  rebuild: from tzoo.recipes.export import load_exported; "
+          f"load_exported('{out}').model")
+    return 0
+
+
 def _shard(text: str | None) -> tuple[int, int]:
     """'1/3' -> (0, 3): shards are numbered from 1 on the command line."""
     if not text:
@@ -200,28 +213,69 @@ def _compare(args: argparse.Namespace) -> int:
 def _generate(args: argparse.Namespace) -> int:
     import torch
 
-    from tzoo.components import generate
+    from tzoo.components import beam_search, generate
     from tzoo.recipes.checkpoints import load_run
 
+    for flag, value, ok, wanted in (
+            ("--num-samples", args.num_samples, args.num_samples >= 1, "at least 1"),
+            ("--beam-size", args.beam_size, args.beam_size >= 1, "at least 1"),
+            ("--top-k", args.top_k, args.top_k is None or args.top_k >= 1, "at least 1"),
+            ("--top-p", args.top_p, args.top_p is None or 0 < args.top_p <= 1, "in (0, 1]"),
+            ("--temperature", args.temperature, args.temperature >= 0, "0 or more")):
+        if not ok:
+            raise ConfigError(f"must be {wanted}, got {value}", key=flag)
+    if args.beam_size > 1 and args.num_samples > 1:
+        raise ConfigError("beam search returns its one best hypothesis: use --num-samples "
+                          "with sampling (--temperature > 0), or --beam-size alone",
+                          key="--num-samples")
     loaded = load_run(args.run)
-    tokenizer = loaded.tokenizer
+    tokenizer, model = loaded.tokenizer, loaded.model
     ids = tokenizer.encode(args.prompt) if args.prompt else [tokenizer.bos_id]
     generator = torch.Generator().manual_seed(args.seed)
-    model = loaded.model
-    if hasattr(model, "encoder"):
-        source = torch.tensor([[*ids, tokenizer.eos_id]])
-        out = generate(model, source=source, bos_id=tokenizer.bos_id, eos_id=tokenizer.eos_id,
-                       max_new_tokens=args.max_new_tokens, temperature=args.temperature,
-                       top_k=args.top_k, generator=generator)
-        print(tokenizer.decode(out[0].tolist()))
-        return 0
-    if not model.mask.causal:
-        raise ConfigError(f"{args.run} holds a bidirectional model, which cannot generate")
-    prompt = torch.tensor([ids])
-    out = generate(model, prompt, max_new_tokens=args.max_new_tokens,
-                   temperature=args.temperature, top_k=args.top_k, generator=generator)
-    print(args.prompt + tokenizer.decode(out[0].tolist()))
+    common = {"max_new_tokens": args.max_new_tokens, "eos_id": tokenizer.eos_id,
+              "pad_id": tokenizer.pad_id}
+    sampling = {"temperature": args.temperature, "top_k": args.top_k, "top_p": args.top_p,
+                "generator": generator}
+    rows = args.num_samples
+    if hasattr(model, "encoder"):  # translate the prompt
+        source = torch.tensor([[*ids, tokenizer.eos_id]] * rows)
+        if args.beam_size > 1:
+            out = beam_search(model, source=source, bos_id=tokenizer.bos_id,
+                              beam_size=args.beam_size, **common)
+        else:
+            out = generate(model, source=source, bos_id=tokenizer.bos_id, **common, **sampling)
+        texts = [tokenizer.decode(row.tolist()) for row in out]
+    else:
+        if not model.mask.causal:
+            raise ConfigError(f"{args.run} holds a bidirectional model, which cannot "
+                              "generate")
+        prompt = torch.tensor([ids] * rows)
+        if args.beam_size > 1:
+            out = beam_search(model, prompt, beam_size=args.beam_size, **common)
+        else:
+            out = generate(model, prompt, **common, **sampling)
+        texts = [args.prompt + tokenizer.decode(row.tolist()) for row in out]
+    for index, text in enumerate(texts):
+        if len(texts) > 1:
+            print(f"--- sample {index + 1}")
+        print(text)
     return 0
+
+
+def _version() -> str:
+    """The suite's version and the stack's, without importing torch (`tzoo --version` is
+    instant)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    import tzoo
+
+    stack = []
+    for package in ("torch", "lightning", "optuna"):
+        try:
+            stack.append(f"{package} {version(package)}")
+        except PackageNotFoundError:
+            stack.append(f"{package} not installed")
+    return f"tzoo {tzoo.__version__} ({', '.join(stack)})"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -232,13 +286,16 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=textwrap.dedent("""\
             examples:
               tzoo list 'positions.*'
-              tzoo validate recipes/quickstart.yaml
-              tzoo run recipes/quickstart.yaml --set train.steps=200
+              tzoo run quickstart --set train.steps=200     (a shipped experiment, by name)
+              tzoo config recipes/lm-positions.yaml         (each run's resolved YAML)
+              tzoo runs runs/quickstart
               tzoo report runs/quickstart
-              tzoo sweep sweeps/lr-placement.yaml --workers 2
+              tzoo sweep lr-placement --workers 2
               tzoo data fetch tinyshakespeare multi30k
             """),
     )
+    parser.add_argument("--version", action="version", version=_version(),
+                        help="print the versions of tzoo, torch, lightning and optuna")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(name: str, handler: Callable, help_text: str) -> argparse.ArgumentParser:
@@ -246,21 +303,29 @@ def build_parser() -> argparse.ArgumentParser:
         sub.set_defaults(handler=handler)
         return sub
 
-    def experiment_arguments(sub: argparse.ArgumentParser) -> None:
-        sub.add_argument("experiment", help="an experiment YAML file")
+    def set_argument(sub: argparse.ArgumentParser) -> None:
         sub.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                          help="override a dotted key, e.g. --set model.layers=6 (repeatable)")
+
+    def experiment_arguments(sub: argparse.ArgumentParser, what: str = "an experiment") -> None:
+        sub.add_argument("experiment", help=f"{what}: a YAML file, or the name of a shipped "
+                         "one (quickstart, lm-positions, ...; see recipes/)")
+        set_argument(sub)
         sub.add_argument("--out", help="runs directory (default: runs/<experiment>)")
 
     sub = command("list", _list, "list the registered variants of every component family")
     sub.add_argument("pattern", nargs="?", default="*",
                      help="shell-style filter on FAMILY.NAME, e.g. 'positions.*' or '*glu'")
 
-    sub = command("validate", _validate, "check an experiment (or a sweep) and print its "
-                  "planned runs")
-    experiment_arguments(sub)
+    sub = command("validate", _validate,
+                  "check an experiment (or a sweep) and print its planned runs; trains nothing")
+    experiment_arguments(sub, "an experiment or a sweep")
     sub.add_argument("--data", action="store_true",
                      help="also load the data and tokenizer (exact vocabulary, data errors)")
+
+    sub = command("config", _config,
+                  "print the resolved configuration of each planned run, as YAML")
+    experiment_arguments(sub)
 
     sub = command("run", _run, "run every variant and seed of an experiment (resumable)")
     experiment_arguments(sub)
@@ -275,15 +340,24 @@ def build_parser() -> argparse.ArgumentParser:
                      help="CUDA devices to hand out, one per shard process, round robin "
                      "(default: every visible device; the CPU when there is none)")
 
+    sub = command("runs", _runs,
+                  "list runs: status, step, primary metric and wall time of each")
+    sub.add_argument("dirs", nargs="*", metavar="DIR",
+                     help="run, experiment or runs folders (default: runs)")
+    sub.add_argument("--json", action="store_true", help="print the list as JSON")
+
     sub = command("sweep", _sweep, "search hyperparameters with Optuna")
-    sub.add_argument("sweep", help="a sweep YAML file")
+    sub.add_argument("sweep", help="a sweep YAML file, or the name of a shipped one "
+                     "(lr-placement; see sweeps/)")
     sub.add_argument("--workers", type=int, default=1, help="processes on this machine")
     sub.add_argument("--devices", metavar="0,1,...",
                      help="CUDA devices, one per worker, round robin (default: every visible "
                      "device; the CPU when there is none)")
     sub.add_argument("--trials", type=int, help="override the number of trials")
     sub.add_argument("--export", metavar="YAML", help="write the best trial as an experiment")
-    sub.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    sub.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                     help="override a sweep key (n_trials=10) or an experiment key "
+                     "(train.steps=300) (repeatable)")
 
     sub = command("data", _data, "the named datasets: list, fetch, verify, path")
     data_arguments(sub)
@@ -307,22 +381,53 @@ def build_parser() -> argparse.ArgumentParser:
                      "ablate.reference, else the base)")
 
     sub = command("compare", _compare, "compare two experiments or runs side by side")
-    sub.add_argument("a")
-    sub.add_argument("b")
+    sub.add_argument("a", help="an experiment or run directory")
+    sub.add_argument("b", help="the experiment or run directory to compare it with")
     sub.add_argument("--markdown", metavar="FILE", help="also write the comparison as markdown")
 
     sub = command("bench", bench_command, "measure what every variant of an experiment costs")
     experiment_arguments(sub)
     bench_arguments(sub)
 
-    sub = command("generate", _generate, "generate text from a trained run")
+    sub = command("export", _export,
+                  "export a trained run's weights, config and tokenizer for use elsewhere")
     sub.add_argument("run", help="a run directory with checkpoints/final.pt")
-    sub.add_argument("--prompt", default="")
-    sub.add_argument("--max-new-tokens", type=int, default=200)
-    sub.add_argument("--temperature", type=float, default=0.8)
-    sub.add_argument("--top-k", type=int, default=None)
-    sub.add_argument("--seed", type=int, default=0)
+    sub.add_argument("--format", default="safetensors", choices=["safetensors"],
+                     help="model.safetensors + config.json + tokenizer.json (HF tokenizers)")
+    sub.add_argument("--out", help="output folder (default: <run>/export)")
+
+    sub = command("generate", _generate,
+                  "generate text from a trained run: greedy, sampled or beam search")
+    sub.add_argument("run", help="a run directory with checkpoints/final.pt")
+    sub.add_argument("--prompt", default="",
+                     help="text to continue (a translation model: the sentence to translate)")
+    sub.add_argument("--max-new-tokens", type=int, default=200,
+                     help="tokens to generate at most")
+    sub.add_argument("--temperature", type=float, default=0.8,
+                     help="sampling temperature; 0 decodes greedily")
+    sub.add_argument("--top-k", type=int, default=None,
+                     help="sample among the K most likely tokens only")
+    sub.add_argument("--top-p", type=float, default=None,
+                     help="nucleus sampling: among the most likely tokens whose probabilities "
+                     "add up to P (Holtzman et al. 2020)")
+    sub.add_argument("--num-samples", type=int, default=1,
+                     help="how many samples to draw for the prompt")
+    sub.add_argument("--beam-size", type=int, default=1,
+                     help="beam search with this many beams (deterministic; ignores the "
+                     "sampling options)")
+    sub.add_argument("--seed", type=int, default=0, help="seed of the sampling generator")
     return parser
+
+
+def _resolve_names(args: argparse.Namespace) -> None:
+    """Shipped experiments and sweeps by name: `tzoo run quickstart`."""
+    from tzoo.shipped import resolve
+
+    if getattr(args, "experiment", None):
+        kinds = ("experiment", "sweep") if args.command == "validate" else ("experiment",)
+        args.experiment = resolve(args.experiment, kinds)
+    if getattr(args, "sweep", None):
+        args.sweep = resolve(args.sweep, ("sweep",))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -331,6 +436,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     quiet_lightning()
     args = build_parser().parse_args(argv)
     try:
+        _resolve_names(args)
         return int(args.handler(args) or 0)
     except ConfigError as error:
         # Errors found while loading data or building runs name the file that asked for them.
