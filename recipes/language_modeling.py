@@ -27,6 +27,18 @@ def multiplier_label(multiplier: float) -> str:
     return f"{multiplier:g}x"
 
 
+_STREAMS: dict[tuple[str, str], LMStream] = {}
+
+
+def token_stream(data: PreparedData, split: str) -> LMStream:
+    """A split as one token stream, tokenized once per process: the runs of an experiment (and
+    the runs a report evaluates) share their data, and read the stream without changing it."""
+    key = (data.fingerprint, split)
+    if key not in _STREAMS:
+        _STREAMS[key] = LMStream.from_split(data.corpus.splits[split], data.tokenizer)
+    return _STREAMS[key]
+
+
 class LMData(L.LightningDataModule):
     """Training windows, plus one validation loader per applicable context multiplier."""
 
@@ -36,8 +48,7 @@ class LMData(L.LightningDataModule):
         self.config, self.data, self.seed, self.start_step = config, data, seed, start_step
         section = config["data"]
         self.context, self.batch_size = int(section["context"]), int(section["batch_size"])
-        tokenizer = data.tokenizer
-        self.streams = {split: LMStream.from_split(data.corpus.splits[split], tokenizer)
+        self.streams = {split: token_stream(data, split)
                         for split in ("train", "validation", "test")}
         self.streams["train"].check(self.context, "train split")
         self.eval_contexts: list[tuple[str, int]] = []
@@ -159,8 +170,11 @@ class LanguageModeling(Task):
             return None
         return step_generator(0, batch_idx, "eval-mask")
 
+    def evaluation_loss(self, batch: dict, batch_idx: int) -> tuple[Tensor, int]:
+        return self._loss(batch["tokens"], self._eval_generator(batch_idx))
+
     def validation_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> None:
-        loss, counted = self._loss(batch["tokens"], self._eval_generator(batch_idx))
+        loss, counted = self.evaluation_loss(batch, batch_idx)
         if counted:
             label = self.eval_labels[dataloader_idx].replace(".", "_")
             self.eval_means[label].update(loss.detach(), weight=counted)
