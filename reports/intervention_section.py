@@ -43,57 +43,66 @@ def intervene_run(run: Run, loader: Loader | None = None, *, what: Iterable[str]
         with run_threads(config):
             validation = Validation(config, loaded.model, max_batches=max_batches)
             return run_interventions(loaded.model, validation.loss,
-                                     windows=validation.causal_windows(), what=what)
+                                     windows=validation.causal_windows(), what=what,
+                                     seed=run.seed)
     except Exception as exc:  # one run's failure costs its line, not the report
         return f"{type(exc).__name__}: {exc}"
 
 
+def _pm(values: Sequence[float], digits: int = 3) -> str:
+    """'0.123 ± 0.004' over seeds ('0.123' for one)."""
+    mean = float(np.mean(values))
+    if len(values) < 2:
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} ± {float(np.std(values, ddof=1)):.{digits}f}"
+
+
+def _where(result: Interventions, values: np.ndarray) -> str:
+    row, head = np.unravel_index(int(np.argmax(values)), values.shape)
+    seed = f"seed {result.seed}: " if result.seed is not None else ""
+    return f"{seed}layer {result.attention[row]} head {head}"
+
+
 def _headline(results: Sequence[Interventions]) -> list[str]:
-    """One sentence per intervention with the numbers that matter, averaged over seeds."""
+    """One sentence per intervention with the numbers that matter, over seeds. Heads are
+    compared by rank (the most important one of each seed), never by index across seeds."""
     first = results[0]
-    seeds = len(results)
-    lines = []
-    baseline = np.mean([r.baseline for r in results])
+    lines = [f"Validation loss {_pm([r.baseline for r in results])}."]
     if first.zero is not None:
-        zero = np.mean([r.zero for r in results], axis=0)
-        mean = np.mean([r.mean for r in results], axis=0)
-        row, head = np.unravel_index(int(np.argmax(mean)), mean.shape)
         lines.append(
-            f"Validation loss {baseline:.3f}. The head whose loss matters most is layer "
-            f"{first.attention[row]} head {head}: +{mean[row, head]:.3f} when mean-ablated, "
-            f"{zero[row, head]:+.3f} when zeroed; the median head costs "
-            f"{np.median(mean):+.3f} (mean-ablation).")
+            "One head knocked out: the most important head of each seed costs "
+            f"+{_pm([float(r.mean.max()) for r in results])} under mean-ablation "
+            f"(+{_pm([float(r.zero.max()) for r in results])} zeroed; "
+            f"{'; '.join(_where(r, r.mean) for r in results)}), the median head "
+            f"+{_pm([float(np.median(r.mean)) for r in results])}.")
     if first.skipped:
         parts = []
         for kind in first.skipped:
-            values = np.mean([r.skipped[kind] for r in results], axis=0)
-            worst = int(np.nanargmax(values))
-            parts.append(f"the {kind} of block {first.blocks[worst]} costs the most "
-                         f"({values[worst]:+.3f})")
-        lines.append("Skipping one sublayer: " + "; ".join(parts) + ".")
+            values = np.stack([r.skipped[kind] for r in results])
+            worst = int(np.nanargmax(values.mean(axis=0)))
+            parts.append(f"{kind} of block {first.blocks[worst]} +{_pm(list(values[:, worst]))}")
+        lines.append("One sublayer skipped, the costliest of each kind: " + "; ".join(parts)
+                     + ".")
     if first.lens is not None:
-        lens = np.mean([r.lens for r in results], axis=0)
-        steps = ", ".join(f"{label} {value:.3f}"
-                          for label, value in zip(first.lens_labels, lens, strict=True))
-        lines.append(f"Logit lens (loss read after each depth): {steps}.")
-    restored = [r.restored for r in results if r.restored is not None]
-    if restored:
-        share = np.mean(restored, axis=0)
-        row, head = np.unravel_index(int(np.argmax(share)), share.shape)
-        clean = np.mean([r.patch_clean for r in results])
-        corrupt = np.mean([r.patch_corrupt for r in results])
+        lens = np.stack([r.lens for r in results])
+        steps = ", ".join(f"{label} {_pm(list(lens[:, i]), 2)}"
+                          for i, label in enumerate(first.lens_labels))
+        lines.append(f"Logit lens, the loss read after each depth: {steps}.")
+    patched = [r for r in results if r.restored is not None]
+    if patched:
         lines.append(
-            f"Patching: on the second half of each window the loss is {clean:.3f} with its own "
-            f"first half and {corrupt:.3f} with another window's; layer "
-            f"{first.attention[row]} head {head} alone restores {100 * share[row, head]:.0f} % "
-            "of that gap.")
+            "Patching: with another window's first half, the loss on the second half rises "
+            f"from {_pm([r.patch_clean for r in patched])} to "
+            f"{_pm([r.patch_corrupt for r in patched])}; the head that restores most of that "
+            f"gap restores {_pm([100 * float(r.restored.max()) for r in patched], 0)} % "
+            f"({'; '.join(_where(r, r.restored) for r in patched)}).")
     elif first.patched is not None:
-        lines.append("Patching: the corrupted first half does not raise the second half's loss, "
-                     "so there is no gap for a head to restore.")
+        lines.append("Patching: another window's first half does not raise the loss on the "
+                     "second half, so there is no gap for a head to restore.")
     for name, reason in first.not_applicable.items():
-        lines.append(f"{name}: {reason}.")
-    if seeds > 1:
-        lines.append(f"Numbers are means over {seeds} seeds.")
+        lines.append(f"{name.capitalize()}: {reason}.")
+    if len(results) > 1:
+        lines.append(f"(± is the standard deviation over {len(results)} seeds.)")
     return lines
 
 
@@ -109,7 +118,10 @@ def section(runs: Sequence[Run], root: Path, out_dir: Path, loader: Loader | Non
             "mean-ablation), one sublayer skipped, the prediction read off after each block "
             "(logit lens), and each head's output copied from a clean input into a run whose "
             "first half was replaced (activation patching). Every seed with a final checkpoint "
-            "is measured; figures show the mean and the spread over seeds."),
+            "is measured. Blocks and depths are shown as the mean over seeds with their spread; "
+            "heads seed by seed, since training may give any head any job (an index names the "
+            "same head across seeds only where the architecture fixes it, as ALiBi's slopes "
+            "do)."),
     ]
     for group in group_by_variant([r for r in runs if r.has_summary]):
         done = [r for r in group.completed if r.checkpoint is not None]
@@ -127,10 +139,9 @@ def section(runs: Sequence[Run], root: Path, out_dir: Path, loader: Loader | Non
         where = out_dir / safe_name(group.name)
         blocks.append(Paragraph(" ".join(_headline(results))))
         drawn = [
-            (figures.head_map(results, where / "heads.png"), "head knockout"),
-            (figures.block_bars(results, where / "blocks.png"), "block knockout"),
-            (figures.lens_curve(results, where / "lens.png"), "logit lens"),
-            (figures.patch_map(results, where / "patch.png"), "activation patching"),
+            (figures.heads_figure(results, where / "heads.png"),
+             "head knockout and activation patching"),
+            (figures.depth_figure(results, where / "depth.png"), "block knockout and logit lens"),
         ]
         for path, title in drawn:
             if path is not None:

@@ -14,8 +14,8 @@ reports) through the hooks of `tzoo.components.interventions`:
   forms. At the last block it is the model's own loss.
 - **activation patching** (Meng et al. 2022; Wang et al. 2022): a causal LM reads each
   validation window with its first half replaced by another window's (corrupted), and one head's
-  output is copied in from the clean run; the share of the second-half loss gap it restores says
-  how much of the information from the first half that head carries.
+  output on the second half is copied in from the clean run; the share of the second half's
+  loss gap it restores says how much of the first half's information that head carries over.
 """
 
 from __future__ import annotations
@@ -51,6 +51,8 @@ class Interventions:
     """The results of the interventions on one model (one seed)."""
 
     baseline: float
+    #: the run's seed (figures label each seed's head map with it)
+    seed: int | None = None
     #: one label per attention layer (rows of the head maps): '0', 'enc 0', 'dec 1 cross'
     attention: list[str] = field(default_factory=list)
     heads: int = 0
@@ -175,7 +177,12 @@ def _second_half_loss(model: nn.Module, inputs: Tensor, targets: Tensor, half: i
 def activation_patching(model: nn.Module, windows: Tensor,
                         batch_size: int = 16) -> tuple[float, float, np.ndarray]:
     """(clean loss, corrupted loss, patched loss per attention layer × head) on the second half
-    of each window, the corrupted input having its first half from the next window."""
+    of each window, the corrupted input having its first half from the next window.
+
+    A head is patched at the second half's positions only: there its output differs between
+    the two runs only by what it brought over from the first half, so the loss it restores is
+    information it carried across (patching every position would also credit a head that merely
+    rewrites the corrupted tokens where they stand, for later heads to fetch)."""
     names = attention_points(model)
     heads = points(model)[names[0]].heads
     inputs, targets = windows[:, :-1], windows[:, 1:]
@@ -191,7 +198,8 @@ def activation_patching(model: nn.Module, windows: Tensor,
         corrupt_sum += float(_second_half_loss(model, corrupted[part], targets[part], half))
         for row, name in enumerate(names):
             for head in range(heads):
-                with intervene(model, {name: patch(clean[name][0], heads=[head])}):
+                edit = patch(clean[name][0], heads=[head], positions=slice(half, None))
+                with intervene(model, {name: edit}):
                     patched_sum[row, head] += float(
                         _second_half_loss(model, corrupted[part], targets[part], half))
     counted = targets[:, half:].numel()
@@ -199,8 +207,8 @@ def activation_patching(model: nn.Module, windows: Tensor,
 
 
 def run_interventions(model: nn.Module, evaluate: Evaluate, *,
-                      windows: Tensor | None = None,
-                      what: Iterable[str] = WHAT) -> Interventions:
+                      windows: Tensor | None = None, what: Iterable[str] = WHAT,
+                      seed: int | None = None) -> Interventions:
     """The interventions named in `what` on `model` (in eval mode), each scored by `evaluate`,
     the validation loss under whatever hooks are active. `windows`: a causal LM's validation
     token windows, for patching (None: patching does not apply)."""
@@ -210,7 +218,7 @@ def run_interventions(model: nn.Module, evaluate: Evaluate, *,
     with torch.no_grad():
         baseline = evaluate()
     names = attention_points(model)
-    result = Interventions(baseline=baseline, attention=[_label(n) for n in names],
+    result = Interventions(baseline=baseline, seed=seed, attention=[_label(n) for n in names],
                            heads=points(model)[names[0]].heads)
     with torch.no_grad():
         if "heads" in what:

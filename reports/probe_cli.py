@@ -78,17 +78,14 @@ def probe_command(run: str, what: list[str] | None, batches: int | None,
     with run_threads(loaded.config):
         validation = Validation(loaded.config, loaded.model, max_batches=batches)
         result = run_interventions(loaded.model, validation.loss,
-                                   windows=validation.causal_windows(), what=chosen)
+                                   windows=validation.causal_windows(), what=chosen,
+                                   seed=loaded.config.get("seed"))
     print(f"{run}: {len(validation.batches)} validation batches")
     print(render(result, chosen), end="")
     if out:
         folder = Path(out)
-        written = [
-            figures.head_map([result], folder / "heads.png") if "heads" in chosen else None,
-            figures.block_bars([result], folder / "blocks.png") if "blocks" in chosen else None,
-            figures.lens_curve([result], folder / "lens.png") if "lens" in chosen else None,
-            figures.patch_map([result], folder / "patch.png") if "patch" in chosen else None,
-        ]
+        written = [figures.heads_figure([result], folder / "heads.png"),
+                   figures.depth_figure([result], folder / "depth.png")]
         write_json(folder / "interventions.json", result.as_dict())
         for path in [*filter(None, written), folder / "interventions.json"]:
             print(f"wrote {path}")

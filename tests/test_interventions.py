@@ -276,7 +276,7 @@ def test_knockouts_and_lens_on_a_trained_run(trained_run: Path) -> None:
 def test_report_section_and_probe_command(trained_run: Path, tmp_path: Path, capsys) -> None:
     report = build_report([trained_run.parent], tmp_path / "report").read_text()
     section = report[report.index("## What each part does"):]
-    for figure in ("heads", "blocks", "lens", "patch"):
+    for figure in ("heads", "depth"):
         path = tmp_path / "report" / "interventions" / "base" / f"{figure}.png"
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert f"interventions/base/{figure}.png" in section
@@ -290,7 +290,7 @@ def test_report_section_and_probe_command(trained_run: Path, tmp_path: Path, cap
     assert "block knockout" not in printed and "patching" not in printed
     numbers = json.loads((out / "interventions.json").read_text())
     assert numbers["lens"][-1] == numbers["baseline"]
-    assert sorted(p.name for p in out.glob("*.png")) == ["heads.png", "lens.png"]
+    assert sorted(p.name for p in out.glob("*.png")) == ["depth.png", "heads.png"]
     assert main(["probe", str(trained_run), "--what", "patch", "--batches", "1"]) == 0
     assert "share of that gap restored" in capsys.readouterr().out
 
