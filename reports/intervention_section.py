@@ -67,7 +67,7 @@ def _headline(results: Sequence[Interventions]) -> list[str]:
     """One sentence per intervention with the numbers that matter, over seeds. Heads are
     compared by rank (the most important one of each seed), never by index across seeds."""
     first = results[0]
-    lines = [f"Validation loss {_pm([r.baseline for r in results])}."]
+    lines = [f"Loss on these batches {_pm([r.baseline for r in results])}, untouched."]
     if first.zero is not None:
         lines.append(
             "One head knocked out: the most important head of each seed costs "
@@ -113,8 +113,10 @@ def section(runs: Sequence[Run], root: Path, out_dir: Path, loader: Loader | Non
     blocks: list[Block] = [
         Heading(2, "What each part does (interventions)"),
         Paragraph(
-            "Each trained model is changed inside and scored on its own first "
-            f"{max_batches} validation batches: one attention head knocked out (zero- or "
+            "Each trained model is changed inside and scored on its own "
+            f"{'' if max_batches is None else f'first {max_batches} '}validation batches (the "
+            "batches `val/loss` averages, with the run's tokenizer and objective): one "
+            "attention head knocked out (zero- or "
             "mean-ablation), one sublayer skipped, the prediction read off after each block "
             "(logit lens), and each head's output copied from a clean input into a run whose "
             "first half was replaced (activation patching). Every seed with a final checkpoint "
