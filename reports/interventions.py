@@ -177,7 +177,8 @@ def _second_half_loss(model: nn.Module, inputs: Tensor, targets: Tensor, half: i
 def activation_patching(model: nn.Module, windows: Tensor,
                         batch_size: int = 16) -> tuple[float, float, np.ndarray]:
     """(clean loss, corrupted loss, patched loss per attention layer × head) on the second half
-    of each window, the corrupted input having its first half from the next window.
+    of each window, the corrupted input having its first half from the window half the set
+    away (validation windows are consecutive text: a neighbour would share its document).
 
     A head is patched at the second half's positions only: there its output differs between
     the two runs only by what it brought over from the first half, so the loss it restores is
@@ -188,7 +189,7 @@ def activation_patching(model: nn.Module, windows: Tensor,
     inputs, targets = windows[:, :-1], windows[:, 1:]
     half = inputs.shape[1] // 2
     corrupted = inputs.clone()
-    corrupted[:, :half] = inputs.roll(1, dims=0)[:, :half]
+    corrupted[:, :half] = inputs.roll(max(1, len(inputs) // 2), dims=0)[:, :half]
     clean_sum = corrupt_sum = 0.0
     patched_sum = np.zeros((len(names), heads))
     for start in range(0, len(inputs), batch_size):
