@@ -99,8 +99,10 @@ def _headline(results: Sequence[Interventions]) -> list[str]:
     elif first.patched is not None:
         lines.append("Patching: another window's first half does not raise the loss on the "
                      "second half, so there is no gap for a head to restore.")
+    titles = {"heads": "Head knockout", "blocks": "Block knockout", "lens": "Logit lens",
+              "patch": "Activation patching"}
     for name, reason in first.not_applicable.items():
-        lines.append(f"{name.capitalize()}: {reason}.")
+        lines.append(f"{titles.get(name, name)}: {reason}.")
     if len(results) > 1:
         lines.append(f"(± is the standard deviation over {len(results)} seeds.)")
     return lines
