@@ -29,6 +29,7 @@ from .families import (
     RESIDUALS,
 )
 from .generation import beam_search, generate
+from .interventions import ablate, intervene, logit_lens, patch, points
 from .model import DecodingState, EncoderDecoder, LanguageModel, build_model
 from .positions import ContextTooLong
 from .registry import REGISTRIES, Registry, list_variants, load_plugins
@@ -52,9 +53,14 @@ __all__ = [
     "LanguageModel",
     "ModelConfig",
     "Registry",
+    "ablate",
     "beam_search",
     "build_model",
     "generate",
+    "intervene",
     "list_variants",
     "load_plugins",
+    "logit_lens",
+    "patch",
+    "points",
 ]

@@ -17,7 +17,7 @@ from torchmetrics.aggregation import MeanMetric
 
 from tzoo.components.masks import PrefixMask
 
-from .batches import EvalWindows, TrainWindows
+from .batches import EvalWindows, LMStream, TrainWindows
 from .data import PreparedData
 from .parallel import share_of
 from .task import Task, step_generator
@@ -43,6 +43,18 @@ def bits_name(tokenizer: str) -> str:
     return "bpb" if tokenizer == "byte" else "bpc"
 
 
+_STREAMS: dict[tuple[str, str], LMStream] = {}
+
+
+def token_stream(data: PreparedData, split: str) -> LMStream:
+    """A split as one token stream, tokenized once per process: the runs of an experiment (and
+    the runs a report evaluates) share their data, and read the stream without changing it."""
+    key = (data.fingerprint, split)
+    if key not in _STREAMS:
+        _STREAMS[key] = data.lm_stream(split)
+    return _STREAMS[key]
+
+
 class LMData(L.LightningDataModule):
     """Training windows, plus one validation loader per applicable context multiplier."""
 
@@ -52,7 +64,8 @@ class LMData(L.LightningDataModule):
         self.config, self.data, self.seed, self.start_step = config, data, seed, start_step
         section = config["data"]
         self.context, self.batch_size = int(section["context"]), int(section["batch_size"])
-        self.streams = {split: data.lm_stream(split) for split in ("train", "validation", "test")}
+        self.streams = {split: token_stream(data, split)
+                        for split in ("train", "validation", "test")}
         self.streams["train"].check(self.context, "train split")
         self.eval_contexts: list[tuple[str, int]] = []
         self.not_applicable: list[str] = []
@@ -190,11 +203,14 @@ class LanguageModeling(Task):
             return None
         return step_generator(0, batch_idx, "eval-mask")
 
+    def evaluation_loss(self, batch: dict, batch_idx: int) -> tuple[Tensor, int]:
+        return self._loss(batch["tokens"], self._eval_generator(batch_idx))
+
     def validation_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> None:
         if self.repeat_means is not None and dataloader_idx == 0:
             loss, counted = self._split_repeat_loss(batch["tokens"])
         else:
-            loss, counted = self._loss(batch["tokens"], self._eval_generator(batch_idx))
+            loss, counted = self.evaluation_loss(batch, batch_idx)
         if counted:
             label = self.eval_labels[dataloader_idx].replace(".", "_")
             self.eval_means[label].update(loss.detach(), weight=counted)

@@ -77,6 +77,11 @@ class Task(L.LightningModule):
         """Tokens the model processes for this batch (throughput counts these)."""
         raise NotImplementedError
 
+    def evaluation_loss(self, batch: dict, batch_idx: int) -> tuple[Tensor, int]:
+        """(mean loss, tokens counted) of one validation batch: what `val/loss` averages, also
+        used outside training (reports evaluate trained models under interventions)."""
+        raise NotImplementedError
+
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:
         loss, _ = self.loss(batch)
         finite = bool(torch.isfinite(loss))

@@ -227,8 +227,11 @@ class Translation(Task):
         self.references: list[str] = []
         self.sources: list[str] = []
 
+    def evaluation_loss(self, batch: dict, batch_idx: int) -> tuple[Tensor, int]:
+        return self._loss(batch, 0.0)  # no label smoothing: the loss itself
+
     def validation_step(self, batch: dict, batch_idx: int) -> None:
-        loss, counted = self._loss(batch, 0.0)
+        loss, counted = self.evaluation_loss(batch, batch_idx)
         self.val_mean.update(loss.detach(), weight=counted)
         if batch_idx < int(self.eval_config["decode_batches"]):
             self.hypotheses += self.translate(batch)

@@ -6,6 +6,7 @@ Layout of the output directory::
     index.html     the same content, self-contained (figures inlined as data URIs)
     plots/*.png    comparison figures
     probes/<variant>/*.png
+    interventions/<variant>/*.png
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from . import sections
+from . import intervention_section, sections
 from .document import Block, to_markdown
 from .html_page import to_html
 from .overview import overview
@@ -55,6 +56,8 @@ def assemble(runs: list[Run], out_dir: Path, *, title: str, command: str,
                                              named=len(studies) > 1)
     if probes:
         blocks += sections.probes_section(runs, out_dir, out_dir / "probes", probe_loader)
+        blocks += intervention_section.section(runs, out_dir, out_dir / "interventions",
+                                               probe_loader)
     blocks += sections.run_list(runs)
     return blocks
 
@@ -84,7 +87,7 @@ def build_report(run_dirs: Iterable[str | Path], out_dir: str | Path, *,
     # The figure folders are the builder's own: clear them so that no figure of an earlier
     # build (a variant since renamed, a data set since split) outlives it. Anything else in
     # the folder, such as a written conclusion, is left alone.
-    for generated in ("plots", "probes"):
+    for generated in ("plots", "probes", "interventions"):
         shutil.rmtree(out / generated, ignore_errors=True)
     title = title or default_title(runs)
     if command is None:

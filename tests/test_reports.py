@@ -523,7 +523,8 @@ def test_no_probes_flag_leaves_the_probe_section_out(tmp_path: Path) -> None:
     assert main(["report", str(tmp_path / "grid"), "--out", str(out), "--no-probes"]) == 0
     text = (out / "report.md").read_text()
     assert "--no-probes" in text and "What the models learned" not in text
-    assert not (out / "probes").exists()
+    assert "What each part does" not in text  # the interventions are probes too
+    assert not (out / "probes").exists() and not (out / "interventions").exists()
 
 
 def test_run_list_shows_directories_relative_to_where_the_report_ran(tmp_path: Path,

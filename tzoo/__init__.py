@@ -1,7 +1,9 @@
 """transformer-zoo: swappable transformer components, Lightning recipes, ablations and reports.
 
 From Python (a notebook): `tzoo.load_experiment`, `tzoo.run_experiment`, `tzoo.load_run`,
-`tzoo.build_report` (see `tzoo.api`). They are imported on first use, so `import tzoo` stays
+`tzoo.build_report` (see `tzoo.api`), and the interventions `tzoo.intervene`, `tzoo.points`,
+`tzoo.ablate`, `tzoo.patch`, `tzoo.RunningMean` and `tzoo.logit_lens` (from
+`tzoo.components.interventions`). They are imported on first use, so `import tzoo` stays
 instant and does not import torch.
 """
 
@@ -13,7 +15,8 @@ __version__ = "0.1.0"
 
 #: the Python API, imported from tzoo.api when first used
 API = ("load_experiment", "run_experiment", "load_run", "build_report")
-__all__ = ["__version__", *API]
+_INTERVENTIONS = ("intervene", "points", "ablate", "patch", "RunningMean", "logit_lens")
+__all__ = ["__version__", *API, *_INTERVENTIONS]
 
 
 def __getattr__(name: str) -> Any:
@@ -21,8 +24,12 @@ def __getattr__(name: str) -> Any:
         from tzoo import api
 
         return getattr(api, name)
+    if name in _INTERVENTIONS:
+        from tzoo.components import interventions
+
+        return getattr(interventions, name)
     raise AttributeError(f"module 'tzoo' has no attribute '{name}'")
 
 
 def __dir__() -> list[str]:
-    return sorted([*globals(), *API])
+    return sorted([*globals(), *API, *_INTERVENTIONS])

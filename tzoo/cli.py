@@ -204,6 +204,12 @@ def _report(args: argparse.Namespace) -> int:
                           args.reference, probes=not args.no_probes)
 
 
+def _probe(args: argparse.Namespace) -> int:
+    from tzoo.reports.probe_cli import probe_command
+
+    return probe_command(args.run, args.what, args.batches, args.out)
+
+
 def _compare(args: argparse.Namespace) -> int:
     from tzoo.reports.cli import compare_command
 
@@ -379,6 +385,15 @@ def build_parser() -> argparse.ArgumentParser:
                      help="compare each variant with the one that has this value on AXIS and "
                      "its own values on the other axes (repeatable; default: the experiment's "
                      "ablate.reference, else the base)")
+
+    sub = command("probe", _probe, "knock out heads and sublayers of one trained run, read "
+                  "its logit lens, patch activations: the validation loss of each")
+    sub.add_argument("run", help="a run directory with checkpoints/final.pt")
+    sub.add_argument("--what", action="append", metavar="heads|blocks|lens|patch",
+                     help="which interventions (comma-separated or repeated; default: all)")
+    sub.add_argument("--batches", type=int,
+                     help="validation batches to evaluate on (default: the run's eval.batches)")
+    sub.add_argument("--out", help="also write the figures and interventions.json here")
 
     sub = command("compare", _compare, "compare two experiments or runs side by side")
     sub.add_argument("a", help="an experiment or run directory")
