@@ -6,9 +6,9 @@ Tiny Shakespeare, impossible for WikiText-103 (~540 MB of text, ~15 GB as a list
 For an LM corpus given as split files (`train.txt`, `valid.txt`, `test.txt`, ...: a `file:`
 folder or a `dataset:` entry), this module instead streams each file in pieces, trains the
 tokenizer on the training files' pieces, and writes each split's ids to `<split>.bin` (uint16,
-or uint32 for vocabularies over 65,536; nanoGPT's `train.bin` format), read back as a numpy
-memmap: a run's resident memory no longer grows with the corpus, and every later run with the
-same corpus and tokenizer starts from the files.
+or uint32 for vocabularies over 65,536; nanoGPT's `train.bin` format), memory-mapped for each
+read of a batch's windows (`MappedTokens`): a run's resident memory no longer grows with the
+corpus, and every later run with the same corpus and tokenizer starts from the files.
 
 Nothing changes but the representation: the pieces are exactly those `BPETokenizer.encode`
 cuts a whole document into, so the ids, the tokenizer (trained on the same pieces in the same

@@ -413,6 +413,8 @@ def test_shared_data_is_a_prepared_cache(monkeypatch):
 
 @pytest.mark.slow
 @pytest.mark.skipif(not SHARED.is_dir(), reason="shared/data is not present")
+@pytest.mark.skipif(shutil.which("git") is None or not (REPO / ".git").exists(),
+                    reason="needs git and a git checkout to clone")
 def test_fresh_clone_validates_every_recipe_and_sweep(tmp_path):
     """A clone (no ../shared/data beside it) with TZOO_DATA_DIR at a prepared folder: every
     shipped experiment and sweep loads its data, run from a directory that is not the clone."""

@@ -188,11 +188,13 @@ WIKITEXT_103_RAW = Dataset(
     splits="train.txt, valid.txt, test.txt: the published splits",
     approx_size=540_000_000,
     note="nobody publishes a checksum of WikiText-103's train.txt, so it is checked through "
-         "its sources: the sha256 of both train shards are the Hub's own (its Git LFS "
-         "pointers of the Salesforce/wikitext files); the test shard's checksum is not "
-         "published either, but the test.txt built from it is pinned. Not downloaded when "
-         "this entry was written (no network): the pinned values are the Hub's, not a "
-         "checked download.",
+         "its sources: the sha256 of both train shards and of the validation shard are the "
+         "Hub's Git LFS pointers of these files (read from the Hub's pages of PR #8, commit "
+         "5fddba4, squash-merged as revision b08601e); the test shard's was not found, but the "
+         "valid.txt and test.txt rebuilt from the shards must equal WikiText-2 raw's (the same "
+         "articles), which also checks the rebuilding. Not downloaded when this entry was "
+         "written (no network): the first `tzoo data fetch wikitext-103-raw` is their first "
+         "real check, and fails loudly if one is wrong",
 )
 
 CATALOGUE: dict[str, Dataset] = {
