@@ -22,7 +22,8 @@ BAD = 2
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+    actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION",
+                                    help="list, fetch, verify or path")
     listing = actions.add_parser("list", help="the named datasets, and which are cached")
     listing.add_argument("-v", "--verbose", action="store_true",
                          help="also each dataset's source, splits, license and citation")
