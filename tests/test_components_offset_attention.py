@@ -1,0 +1,175 @@
+"""Causal attention with an offset bias (ALiBi, T5's relative bias) through query blocks on the
+CPU flash kernel (components/offset_attention.py): the same numbers as the dense mask it
+replaces, gradients of the learned table included, and no (heads, T, T) tensor anywhere."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from tzoo.components import ModelConfig, build_model, offset_attention
+from tzoo.components import model as model_module
+from tzoo.components.offset_attention import CausalOffsetBias, query_blocks
+from tzoo.components.positions import POSITIONS, relative_buckets
+
+pytestmark = pytest.mark.skipif(not offset_attention._HAS_KERNEL,
+                                reason="this torch has no CPU flash kernel with a mask")
+
+
+def _position(name: str, heads: int, dtype=torch.float64):
+    if name == "relative":
+        position = POSITIONS.build({"name": "relative", "num_buckets": 8, "max_distance": 12},
+                                   heads=heads, causal=True)
+        with torch.no_grad():  # a table far from its zero-mean init, so every bucket matters
+            position.table.weight.normal_(0.0, 1.0)
+    else:
+        position = POSITIONS.build("alibi", heads=heads)
+    return position.to(dtype)
+
+
+def _dense(position, length: int) -> torch.Tensor:
+    positions = torch.arange(length)
+    future = positions[None, :] > positions[:, None]
+    return position.bias(positions, positions).masked_fill(future, float("-inf"))[None]
+
+
+@pytest.mark.parametrize("length,rows", [(10, 4), (8, 4), (3, 4), (1, 1), (257, 256)])
+def test_query_blocks_cover_the_sequence_in_order_with_the_short_block_first(length, rows):
+    blocks = query_blocks(length, rows)
+    assert blocks[0][0] == 0 and blocks[-1][1] == length
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(blocks))
+    assert all(0 < e - s <= rows for s, e in blocks)
+    assert all(e - s == rows for s, e in blocks[1:])
+
+
+@pytest.mark.parametrize("name", ["alibi", "relative"])
+@pytest.mark.parametrize("length,rows,band", [(23, 23, 1 << 20), (23, 6, 1 << 20), (40, 16, 300)])
+def test_blocks_give_the_dense_masks_outputs_and_gradients(name, length, rows, band, monkeypatch):
+    """float64, several query blocks and band blocks: outputs and the gradients of queries,
+    keys, values and the relative table equal SDPA's with the (heads, T, T) mask."""
+    monkeypatch.setattr(offset_attention, "BAND_ELEMENTS", band)
+    torch.manual_seed(0)
+    batch, heads, dim = 2, 3, 4
+    position = _position(name, heads)
+    q, k, v = (torch.randn(batch, heads, length, dim, dtype=torch.float64, requires_grad=True)
+               for _ in range(3))
+    reference = F.scaled_dot_product_attention(q, k, v, attn_mask=_dense(position, length))
+    plan = CausalOffsetBias(position.offset_bias(length, rows, torch.float64, q.device),
+                            lambda: None)
+    assert plan.fused(q)
+    out = plan.attend(q, k, v)
+    torch.testing.assert_close(out, reference, rtol=0, atol=1e-12)
+    grad = torch.randn_like(out)
+    inputs = [q, k, v, *position.parameters()]
+    expected = torch.autograd.grad(reference, inputs, grad)
+    got = torch.autograd.grad(out, inputs, grad)
+    for e, g in zip(expected, got, strict=True):
+        torch.testing.assert_close(g, e, rtol=0, atol=1e-11)
+
+
+def test_relative_saturation_is_where_the_last_bucket_starts():
+    position = _position("relative", heads=2)
+    back = relative_buckets(-torch.arange(40), bidirectional=False, num_buckets=8,
+                            max_distance=12)
+    last = 7
+    assert (back[position.saturation:] == last).all()
+    assert back[position.saturation - 1] < last
+
+
+def test_alibi_builds_its_block_once_per_length():
+    alibi = POSITIONS.build("alibi", heads=4)
+    first = alibi.offset_bias(64, 16, torch.float32, torch.device("cpu")).values
+    assert alibi.offset_bias(64, 16, torch.float32, torch.device("cpu")).values is first
+    assert alibi.offset_bias(65, 16, torch.float32, torch.device("cpu")).values.shape == (
+        1, 4, 16, 65)
+
+
+def _model(position: str, **overrides):
+    torch.manual_seed(0)
+    config = dict(arch="decoder", vocab_size=17, d_model=16, layers=2, heads=4,
+                  position=position, max_len=64)
+    return build_model(ModelConfig(**{**config, **overrides}))
+
+
+def _logits_and_grads(model, tokens):
+    model.zero_grad()
+    logits = model(tokens)
+    F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tokens.reshape(-1)).backward()
+    return logits.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}
+
+
+@pytest.mark.parametrize("position", ["alibi", "relative", {"name": "gqa"}])
+def test_the_model_matches_its_dense_path(position, monkeypatch):
+    """Whole decoders, several query blocks (rows 8, length 30): the fused path against the
+    dense mask the model uses where the kernel is unavailable; GQA with ALiBi too."""
+    monkeypatch.setattr(model_module, "OFFSET_ROWS", 8)
+    model = _model("alibi", attention=position) if isinstance(position, dict) else _model(
+        position)
+    tokens = torch.randint(0, 17, (3, 30))
+    fused = _logits_and_grads(model, tokens)
+    monkeypatch.setattr(offset_attention, "_HAS_KERNEL", False)
+    dense = _logits_and_grads(model, tokens)
+    torch.testing.assert_close(fused[0], dense[0], rtol=0, atol=1e-5)
+    for name, grad in dense[1].items():
+        torch.testing.assert_close(fused[1][name], grad, rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_alibi_within_one_block_is_the_dense_mask_bit_for_bit(monkeypatch):
+    """One block (T <= rows): the kernel sees the dense path's very mask, with causal skipping
+    of pairs that the mask sets to -inf anyway, so ALiBi's numbers do not change at all."""
+    model = _model("alibi")
+    tokens = torch.randint(0, 17, (3, 30))
+    fused = _logits_and_grads(model, tokens)
+    monkeypatch.setattr(offset_attention, "_HAS_KERNEL", False)
+    dense = _logits_and_grads(model, tokens)
+    assert torch.equal(fused[0], dense[0])
+    assert all(torch.equal(fused[1][n], g) for n, g in dense[1].items())
+
+
+class _LargestTensor(TorchDispatchMode):
+    """Records the largest tensor any aten op returns."""
+
+    def __init__(self):
+        super().__init__()
+        self.largest = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for t in out if isinstance(out, (tuple, list)) else (out,):
+            if isinstance(t, torch.Tensor):
+                self.largest = max(self.largest, t.numel())
+        return out
+
+
+@pytest.mark.parametrize("position", ["alibi", "relative"])
+def test_a_training_step_materialises_nothing_quadratic(position, monkeypatch):
+    """Length 64 with blocks of 8 rows: no tensor of heads·T² elements is ever created, forward
+    or backward (the dense path's mask is one; its math path makes batch·heads·T²)."""
+    monkeypatch.setattr(model_module, "OFFSET_ROWS", 8)
+    monkeypatch.setattr(offset_attention, "BAND_ELEMENTS", 2048)
+    model = _model(position, d_model=8, heads=4, layers=1, vocab_size=5)
+    tokens = torch.randint(0, 5, (1, 64))
+    heads_t2 = 4 * 64 * 64
+    with _LargestTensor() as probe:
+        _logits_and_grads(model, tokens)
+    assert probe.largest < heads_t2 // 2, probe.largest
+    monkeypatch.setattr(offset_attention, "_HAS_KERNEL", False)
+    with _LargestTensor() as probe:
+        _logits_and_grads(model, tokens)
+    assert probe.largest >= heads_t2  # the probe sees what the dense path builds
+
+
+def test_dropout_in_training_and_attention_maps_take_the_dense_mask():
+    model = _model("relative", dropout=0.1)
+    tokens = torch.randint(0, 17, (2, 12))
+    model.train()
+    assert torch.isfinite(model(tokens)).all()
+    model.eval()
+    logits, maps = model(tokens, return_attention=True)
+    torch.testing.assert_close(logits, model(tokens), rtol=0, atol=1e-5)
+    assert maps[0].shape == (2, 4, 12, 12)
+    assert torch.all(maps[0].triu(1) == 0)
