@@ -6,7 +6,7 @@ as modules so that they work from an installed package too:
 
     python -m tzoo.recipes.bench.zoo_vs_gpt          # the zoo's decoder vs a monolithic GPT
     python -m tzoo.recipes.bench.nanogpt_reference   # nanoGPT's CPU recipe without the suite
-    python -m tzoo.recipes.bench.peer                # the zoo vs nanoGPT's own model (shared harness)
+    python -m tzoo.recipes.bench.peer                # the zoo vs nanoGPT's own model
 
 Their results go to reports/bench/ and reports/nanogpt-shakespeare-cpu/.
 """
