@@ -19,7 +19,9 @@ A learned bias (T5: one scalar per head and bucket of offsets) needs d table[b] 
 in bucket b of dS, dS = P ⊙ (dP − Δ) with Δ = rowsum(dO ⊙ O) (the flash kernel computes dS but
 does not return it). Every offset at or beyond `saturation` falls into the last bucket, and every
 row of dS sums to zero, so the last bucket's share is minus the rest: only a band of offsets below
-`saturation` is recomputed, in row blocks sized to a memory budget.
+`saturation` is recomputed, in row blocks sized to a memory budget. Up to a few times that
+distance the band is most of the causal triangle, and dS over the triangle, block by block, gives
+every gradient at once for less than the kernel's backward plus the band.
 
 The kernel is CPU-only and private to PyTorch (`aten._scaled_dot_product_flash_attention_for_cpu`
 and its backward, there since torch 2.3); elsewhere (another device, dropout in training, an older
@@ -47,7 +49,18 @@ except (AttributeError, RuntimeError):
 #: queries per kernel call: the bias block is heads × ROWS × T; every block after the first
 #: also computes its own ROWS²/2 masked pairs (the kernel cannot skip them without is_causal)
 ROWS = 256
-#: elements of one (batch, heads, rows, band) tensor in the learned bias's backward (4 MiB fp32)
+#: query rows per block of the learned bias's backward: more rows mean fewer, larger matmuls but
+#: more pairs computed in vain (above the diagonal, or past `saturation`); 32-48 was fastest at
+#: batch·heads 8-64, contexts 256-2048 (one thread, CPU time)
+BAND_ROWS = 32
+#: a learned bias's backward is explicit (dS over the whole triangle, every gradient from it)
+#: up to EXPLICIT_REACH × (saturation + BAND_ROWS) positions, where the band is much of the
+#: triangle; beyond, the kernel's backward plus the band. Measured (one thread, batch·heads 64
+#: at 256, 16 at 1024): explicit 65 vs 89 ms a layer at 256, 184 vs 188 at 1024
+EXPLICIT_REACH = 4
+#: query rows per block of the explicit backward: 32-64 were fastest at batch·heads 16-64
+EXPLICIT_ROWS = 64
+#: elements of one (batch, heads, rows, keys) tensor in those backwards at most (4 MiB fp32)
 BAND_ELEMENTS = 1 << 20
 
 
@@ -126,47 +139,101 @@ class _OffsetAttention(torch.autograd.Function):
     @staticmethod
     def backward(ctx, dout):
         q, k, v, out, lse, values, table, buckets = ctx.saved_tensors
-        length, rows = q.shape[-2], values.shape[-2]
-        blocks = query_blocks(length, rows)
-        if len(blocks) == 1:
-            dq, dk, dv = _FLASH_BACKWARD(dout, q, k, v, out, lse, 0.0, True, attn_mask=values)
+        saturation, length = ctx.saturation, q.shape[-2]
+        if table is None or not ctx.needs_input_grad[4]:
+            return (*_flash_backward(q, k, v, out, lse, dout, values), None, None, None, None)
+        if length <= EXPLICIT_REACH * (saturation + BAND_ROWS):
+            # The band is much of the causal triangle: computing dS over the triangle once and
+            # taking every gradient from it beats the kernel's backward plus the band.
+            grads = _explicit_backward(q, k, v, out, lse, dout, values, table, buckets,
+                                       saturation)
         else:
-            dq, dk, dv = torch.empty_like(q), torch.zeros_like(k), torch.zeros_like(v)
-            for s, e in blocks:
-                gq, gk, gv = _FLASH_BACKWARD(
-                    dout[:, :, s:e], q[:, :, s:e], k[:, :, :e], v[:, :, :e], out[:, :, s:e],
-                    lse[:, :, s:e], 0.0, s == 0, attn_mask=_view(values, s, e),
-                )
-                dq[:, :, s:e] = gq
-                dk[:, :, :e] += gk
-                dv[:, :, :e] += gv
-        dtable = None
-        if table is not None and ctx.needs_input_grad[4]:
-            dtable = _table_gradient(q, k, v, out, lse, dout, values, table, buckets,
-                                     ctx.saturation)
-        return dq, dk, dv, None, dtable, None, None
+            grads = (*_flash_backward(q, k, v, out, lse, dout, values),
+                     _table_gradient(q, k, v, out, lse, dout, values, table, buckets,
+                                     saturation))
+        return (*grads[:3], None, grads[3], None, None)
+
+
+def _flash_backward(q: Tensor, k: Tensor, v: Tensor, out: Tensor, lse: Tensor, dout: Tensor,
+                    values: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """dq, dk, dv from the kernel's backward, block by block as the forward went."""
+    blocks = query_blocks(q.shape[-2], values.shape[-2])
+    if len(blocks) == 1:
+        return _FLASH_BACKWARD(dout, q, k, v, out, lse, 0.0, True, attn_mask=values)
+    dq, dk, dv = torch.empty_like(q), torch.zeros_like(k), torch.zeros_like(v)
+    for s, e in blocks:
+        gq, gk, gv = _FLASH_BACKWARD(
+            dout[:, :, s:e], q[:, :, s:e], k[:, :, :e], v[:, :, :e], out[:, :, s:e],
+            lse[:, :, s:e], 0.0, s == 0, attn_mask=_view(values, s, e),
+        )
+        dq[:, :, s:e] = gq
+        dk[:, :, :e] += gk
+        dv[:, :, :e] += gv
+    return dq, dk, dv
+
+
+def _augmented(q: Tensor, k: Tensor, v: Tensor, out: Tensor, lse: Tensor,
+               dout: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """One column more on each side folds the row terms of the backward into its matmuls:
+    [q·scale, -lse]·[k, 1] = scaled scores - lse, and [dO, -Δ]·[v, 1] = dP - Δ with
+    Δ = rowsum(dO ⊙ O); then P = exp(that + bias) and dS = P ⊙ (dP - Δ) take two passes."""
+    batch, heads, length, dim = q.shape
+    ones = q.new_ones(batch, heads, length, 1)
+    delta = (dout * out).sum(-1, keepdim=True)
+    return (torch.cat((q * (1.0 / math.sqrt(dim)), -lse[..., None].to(q.dtype)), dim=-1),
+            torch.cat((k, ones), dim=-1), torch.cat((dout, -delta), dim=-1),
+            torch.cat((v, ones), dim=-1))
+
+
+def _explicit_backward(q: Tensor, k: Tensor, v: Tensor, out: Tensor, lse: Tensor, dout: Tensor,
+                       values: Tensor, table: Tensor, buckets: Tensor,
+                       saturation: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """dq, dk, dv and d table from dS over the causal triangle, EXPLICIT_ROWS queries at a
+    time (fewer if batch·heads·rows·T would exceed BAND_ELEMENTS)."""
+    batch, heads, length, dim = q.shape
+    scale = 1.0 / math.sqrt(dim)
+    q_lse, k_one, dout_delta, v_one = _augmented(q, k, v, out, lse, dout)
+    dq, dk, dv = torch.empty_like(q), torch.zeros_like(k), torch.zeros_like(v)
+    grad = torch.zeros(heads, table.shape[0], device=q.device,
+                       dtype=torch.promote_types(q.dtype, torch.float32))
+    last = table.shape[0] - 1
+    r = max(1, min(values.shape[-2], EXPLICIT_ROWS,
+                   BAND_ELEMENTS // (batch * heads * length)))
+    for a in range(0, length, r):
+        b = min(length, a + r)
+        p = torch.matmul(q_lse[:, :, a:b], k_one[:, :, :b].transpose(-2, -1))
+        p = p.add_(_view(values, a, b)).exp_()
+        dv[:, :, :b] += p.transpose(-2, -1) @ dout[:, :, a:b]
+        ds = torch.matmul(dout_delta[:, :, a:b], v_one[:, :, :b].transpose(-2, -1)).mul_(p)
+        dq[:, :, a:b] = (ds @ k[:, :, :b]).mul_(scale)
+        dk[:, :, :b] += (ds.transpose(-2, -1) @ q[:, :, a:b]).mul_(scale)
+        ds = ds.sum(0)  # (heads, b - a, b), summed over the batch
+        j = max(0, a - saturation + 1)  # keys before j: the last bucket for every row
+        grad.index_add_(1, _view(buckets, a, b, j).reshape(-1),
+                        ds[:, :, j:].reshape(heads, -1).to(grad))
+        grad[:, last] += ds[:, :, :j].sum((1, 2)).to(grad)
+    return dq, dk, dv, grad.t().to(table.dtype)
 
 
 def _table_gradient(q: Tensor, k: Tensor, v: Tensor, out: Tensor, lse: Tensor, dout: Tensor,
                     values: Tensor, table: Tensor, buckets: Tensor, saturation: int) -> Tensor:
     """d loss / d table (buckets, heads) from the band of offsets below `saturation`."""
-    batch, heads, length, dim = q.shape
-    rows = values.shape[-2]
-    scale = 1.0 / math.sqrt(dim)
-    delta = (dout * out).sum(-1, keepdim=True)  # Δ = rowsum(dO ⊙ O), (batch, heads, T, 1)
+    batch, heads, length, _ = q.shape
+    q_lse, k_one, dout_delta, v_one = _augmented(q, k, v, out, lse, dout)
     grad = torch.zeros(heads, table.shape[0], device=q.device,
                        dtype=torch.promote_types(q.dtype, torch.float32))
-    # rows per band block: batch·heads·r·(r + saturation) elements at most (and <= rows)
-    r = max(1, min(rows, int((math.sqrt(saturation**2 + 4 * BAND_ELEMENTS / (batch * heads))
-                              - saturation) / 2)))
+    # rows per band block: BAND_ROWS, fewer if batch·heads·r·(r + saturation) would exceed
+    # BAND_ELEMENTS, and at most the block's rows (its views need that)
+    fits = (math.sqrt(saturation**2 + 4 * BAND_ELEMENTS / (batch * heads)) - saturation) / 2
+    r = max(1, min(values.shape[-2], BAND_ROWS, int(fits)))
     last = table.shape[0] - 1
     for a in range(0, length, r):
         b = min(length, a + r)
         j = max(0, a - saturation + 1)  # keys before j are >= saturation away from every row
-        scores = torch.matmul(q[:, :, a:b], k[:, :, j:b].transpose(-2, -1))
-        p = scores.mul_(scale).add_(_view(values, a, b, j)).sub_(lse[:, :, a:b, None]).exp_()
-        ds = torch.matmul(dout[:, :, a:b], v[:, :, j:b].transpose(-2, -1))
-        ds = ds.sub_(delta[:, :, a:b]).mul_(p).sum(0)  # (heads, b - a, b - j)
+        p = torch.matmul(q_lse[:, :, a:b], k_one[:, :, j:b].transpose(-2, -1))
+        p = p.add_(_view(values, a, b, j)).exp_()
+        ds = torch.matmul(dout_delta[:, :, a:b], v_one[:, :, j:b].transpose(-2, -1))
+        ds = ds.mul_(p).sum(0)  # (heads, b - a, b - j), summed over the batch
         grad.index_add_(1, _view(buckets, a, b, j).reshape(-1), ds.reshape(heads, -1).to(grad))
         # every row of dS sums to zero: the pairs left of the band (last bucket) hold minus the band
         grad[:, last] -= ds.sum((1, 2)).to(grad)

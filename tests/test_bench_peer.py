@@ -105,12 +105,14 @@ def test_a_run_writes_peer_md_and_json_per_shape(tmp_path, monkeypatch):
                       str(out)])
     assert code == 0
     doc = json.loads((out / "peer.json").read_text())
-    assert [(s["context"], s["batch"]) for s in doc["shapes"]] == [(32, 4), (64, 2)]
+    assert [(s["context"], s["batch"], s["threads"]) for s in doc["shapes"]] == [
+        (32, 4, 2), (64, 2, 2)]
     alibi = doc["shapes"][0]["summary"]["alibi"]
     assert alibi["speed_vs_nanogpt"]["median"] == 3.0 and alibi["speed_vs_base"]["median"] == 1.5
     text = (out / "peer.md").read_text()
     assert "python -m tzoo.recipes.bench.peer --shapes 32x4,64x2" in text
-    assert "## Context 64, batch 2" in text and "harness table for ctx 64" in text
+    assert "## Context 64, batch 2 (128 tokens per step), 2 threads" in text
+    assert "harness table for ctx 64" in text
     assert "Load average" in text and "stand-in" in text
 
 

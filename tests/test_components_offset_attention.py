@@ -46,12 +46,16 @@ def test_query_blocks_cover_the_sequence_in_order_with_the_short_block_first(len
     assert all(e - s == rows for s, e in blocks[1:])
 
 
-@pytest.mark.parametrize("name", ["alibi", "relative"])
+@pytest.mark.parametrize("name,reach", [("alibi", 4), ("relative", 0), ("relative", 100)])
 @pytest.mark.parametrize("length,rows,band", [(23, 23, 1 << 20), (23, 6, 1 << 20), (40, 16, 300)])
-def test_blocks_give_the_dense_masks_outputs_and_gradients(name, length, rows, band, monkeypatch):
+def test_blocks_give_the_dense_masks_outputs_and_gradients(name, reach, length, rows, band,
+                                                          monkeypatch):
     """float64, several query blocks and band blocks: outputs and the gradients of queries,
-    keys, values and the relative table equal SDPA's with the (heads, T, T) mask."""
+    keys, values and the relative table equal SDPA's with the (heads, T, T) mask, through the
+    kernel's backward plus the band (reach 0) and through the explicit backward (reach 100)."""
     monkeypatch.setattr(offset_attention, "BAND_ELEMENTS", band)
+    monkeypatch.setattr(offset_attention, "EXPLICIT_ROWS", 5)
+    monkeypatch.setattr(offset_attention, "EXPLICIT_REACH", reach)
     torch.manual_seed(0)
     batch, heads, dim = 2, 3, 4
     position = _position(name, heads)
