@@ -10,8 +10,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
+from variants import model_config, names
 
-from tzoo.components import ModelConfig, build_model, offset_attention
+from tzoo.components import build_model, offset_attention
 from tzoo.components import model as model_module
 from tzoo.components.offset_attention import CausalOffsetBias, query_blocks
 from tzoo.components.positions import POSITIONS, relative_buckets
@@ -20,15 +21,33 @@ pytestmark = pytest.mark.skipif(not offset_attention._HAS_KERNEL,
                                 reason="this torch has no CPU flash kernel with a mask")
 
 
-def _position(name: str, heads: int, dtype=torch.float64):
-    if name == "relative":
-        position = POSITIONS.build({"name": "relative", "num_buckets": 8, "max_distance": 12},
-                                   heads=heads, causal=True)
-        with torch.no_grad():  # a table far from its zero-mean init, so every bucket matters
-            position.table.weight.normal_(0.0, 1.0)
-    else:
-        position = POSITIONS.build("alibi", heads=heads)
-    return position.to(dtype)
+def _model(position, **overrides):
+    torch.manual_seed(0)
+    values = dict(arch="decoder", vocab_size=17, d_model=16, layers=2, heads=4,
+                  position=position, max_len=64)
+    return build_model(model_config(**{**values, **overrides}))
+
+
+def _offers_offset_bias(name: str) -> bool:
+    position = _model(name).position
+    return position.offset_bias(4, 4, torch.float32, torch.device("cpu")) is not None
+
+
+#: every registered position variant whose bias depends only on the offset q - k
+OFFSET_VARIANTS = [name for name in names("position") if _offers_offset_bias(name)]
+#: ... and of those, the ones with nothing learned in the bias
+FIXED_OFFSET_VARIANTS = [name for name in OFFSET_VARIANTS
+                         if not list(_model(name).position.parameters())]
+
+
+def _position(spec, heads: int = 3, dtype=torch.float64):
+    """A causal decoder's position variant, its learned values (if any) far from their
+    zero-mean init, so that every bucket matters."""
+    position = _model(spec, heads=heads, d_model=4 * heads).position.to(dtype)
+    with torch.no_grad():
+        for parameter in position.parameters():
+            parameter.normal_(0.0, 1.0)
+    return position
 
 
 def _dense(position, length: int) -> torch.Tensor:
@@ -46,19 +65,38 @@ def test_query_blocks_cover_the_sequence_in_order_with_the_short_block_first(len
     assert all(e - s == rows for s, e in blocks[1:])
 
 
-@pytest.mark.parametrize("name,reach", [("alibi", 4), ("relative", 0), ("relative", 100)])
-@pytest.mark.parametrize("length,rows,band", [(23, 23, 1 << 20), (23, 6, 1 << 20), (40, 16, 300)])
+SHAPES = [(23, 23, 1 << 20), (23, 6, 1 << 20), (40, 16, 300)]
+
+
+@pytest.mark.parametrize("reach", [0, 100])
+@pytest.mark.parametrize("name", OFFSET_VARIANTS)
+@pytest.mark.parametrize("length,rows,band", SHAPES)
 def test_blocks_give_the_dense_masks_outputs_and_gradients(name, reach, length, rows, band,
                                                           monkeypatch):
     """float64, several query blocks and band blocks: outputs and the gradients of queries,
-    keys, values and the relative table equal SDPA's with the (heads, T, T) mask, through the
+    keys, values and any learned bias equal SDPA's with the (heads, T, T) mask, through the
     kernel's backward plus the band (reach 0) and through the explicit backward (reach 100)."""
+    _check_against_dense(_position(name), length, rows, band, reach, monkeypatch)
+
+
+@pytest.mark.parametrize("reach", [0, 100])
+@pytest.mark.parametrize("length,rows,band", SHAPES)
+def test_a_short_saturation_distance_takes_keys_left_of_the_band(length, rows, band, reach,
+                                                                 monkeypatch):
+    """T5's buckets saturating after 12 positions: most pairs lie left of the band, whose
+    gradient comes from rows of dS summing to zero."""
+    spec = {"name": "relative", "num_buckets": 8, "max_distance": 12}
+    position = _position(spec)
+    assert position.saturation <= 12
+    _check_against_dense(position, length, rows, band, reach, monkeypatch)
+
+
+def _check_against_dense(position, length, rows, band, reach, monkeypatch):
     monkeypatch.setattr(offset_attention, "BAND_ELEMENTS", band)
     monkeypatch.setattr(offset_attention, "EXPLICIT_ROWS", 5)
     monkeypatch.setattr(offset_attention, "EXPLICIT_REACH", reach)
     torch.manual_seed(0)
     batch, heads, dim = 2, 3, 4
-    position = _position(name, heads)
     q, k, v = (torch.randn(batch, heads, length, dim, dtype=torch.float64, requires_grad=True)
                for _ in range(3))
     reference = F.scaled_dot_product_attention(q, k, v, attn_mask=_dense(position, length))
@@ -76,7 +114,7 @@ def test_blocks_give_the_dense_masks_outputs_and_gradients(name, reach, length, 
 
 
 def test_relative_saturation_is_where_the_last_bucket_starts():
-    position = _position("relative", heads=2)
+    position = _position({"name": "relative", "num_buckets": 8, "max_distance": 12})
     back = relative_buckets(-torch.arange(40), bidirectional=False, num_buckets=8,
                             max_distance=12)
     last = 7
@@ -92,13 +130,6 @@ def test_alibi_builds_its_block_once_per_length():
         1, 4, 16, 65)
 
 
-def _model(position: str, **overrides):
-    torch.manual_seed(0)
-    config = dict(arch="decoder", vocab_size=17, d_model=16, layers=2, heads=4,
-                  position=position, max_len=64)
-    return build_model(ModelConfig(**{**config, **overrides}))
-
-
 def _logits_and_grads(model, tokens):
     model.zero_grad()
     logits = model(tokens)
@@ -106,13 +137,13 @@ def _logits_and_grads(model, tokens):
     return logits.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}
 
 
-@pytest.mark.parametrize("position", ["alibi", "relative", {"name": "gqa"}])
-def test_the_model_matches_its_dense_path(position, monkeypatch):
+@pytest.mark.parametrize("attention", names("attention"))
+@pytest.mark.parametrize("position", OFFSET_VARIANTS)
+def test_the_model_matches_its_dense_path(position, attention, monkeypatch):
     """Whole decoders, several query blocks (rows 8, length 30): the fused path against the
-    dense mask the model uses where the kernel is unavailable; GQA with ALiBi too."""
+    dense mask the model uses where the kernel is unavailable, for every attention variant."""
     monkeypatch.setattr(model_module, "OFFSET_ROWS", 8)
-    model = _model("alibi", attention=position) if isinstance(position, dict) else _model(
-        position)
+    model = _model(position, attention=attention)
     tokens = torch.randint(0, 17, (3, 30))
     fused = _logits_and_grads(model, tokens)
     monkeypatch.setattr(offset_attention, "_HAS_KERNEL", False)
@@ -122,10 +153,11 @@ def test_the_model_matches_its_dense_path(position, monkeypatch):
         torch.testing.assert_close(fused[1][name], grad, rtol=1e-4, atol=1e-6, msg=name)
 
 
-def test_alibi_within_one_block_is_the_dense_mask_bit_for_bit(monkeypatch):
+@pytest.mark.parametrize("position", FIXED_OFFSET_VARIANTS)
+def test_a_fixed_bias_within_one_block_is_the_dense_mask_bit_for_bit(position, monkeypatch):
     """One block (T <= rows): the kernel sees the dense path's very mask, with causal skipping
     of pairs that the mask sets to -inf anyway, so ALiBi's numbers do not change at all."""
-    model = _model("alibi")
+    model = _model(position)
     tokens = torch.randint(0, 17, (3, 30))
     fused = _logits_and_grads(model, tokens)
     monkeypatch.setattr(offset_attention, "_HAS_KERNEL", False)
@@ -149,7 +181,7 @@ class _LargestTensor(TorchDispatchMode):
         return out
 
 
-@pytest.mark.parametrize("position", ["alibi", "relative"])
+@pytest.mark.parametrize("position", OFFSET_VARIANTS)
 def test_a_training_step_materialises_nothing_quadratic(position, monkeypatch):
     """Length 64 with blocks of 8 rows: no tensor of heads·T² elements is ever created, forward
     or backward (the dense path's mask is one; its math path makes batch·heads·T²)."""
@@ -167,8 +199,9 @@ def test_a_training_step_materialises_nothing_quadratic(position, monkeypatch):
     assert probe.largest >= heads_t2  # the probe sees what the dense path builds
 
 
-def test_dropout_in_training_and_attention_maps_take_the_dense_mask():
-    model = _model("relative", dropout=0.1)
+@pytest.mark.parametrize("position", OFFSET_VARIANTS)
+def test_dropout_in_training_and_attention_maps_take_the_dense_mask(position):
+    model = _model(position, dropout=0.1)
     tokens = torch.randint(0, 17, (2, 12))
     model.train()
     assert torch.isfinite(model(tokens)).all()
