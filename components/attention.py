@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from .cache import KVCache, StaticKV
 from .errors import ConfigError
 from .families import ATTENTION
+from .offset_attention import CausalOffsetBias
 from .positions import PositionEncoding
 
 # `enable_gqa` arrived in torch 2.5; on older versions key/value heads are repeated instead.
@@ -63,7 +64,7 @@ class Attention(nn.Module):
         x: Tensor,
         *,
         memory: Tensor | None = None,
-        attn_mask: Tensor | None = None,
+        attn_mask: Tensor | CausalOffsetBias | None = None,
         is_causal: bool = False,
         position: PositionEncoding | None = None,
         positions: Tensor | None = None,
@@ -101,9 +102,13 @@ class Attention(nn.Module):
         batch, _, length, _ = out.shape
         return self.out(out.transpose(1, 2).reshape(batch, length, -1)), weights
 
-    def _fused(self, q: Tensor, k: Tensor, v: Tensor, attn_mask: Tensor | None,
-               is_causal: bool) -> Tensor:
+    def _fused(self, q: Tensor, k: Tensor, v: Tensor,
+               attn_mask: Tensor | CausalOffsetBias | None, is_causal: bool) -> Tensor:
         dropout = self.dropout if self.training else 0.0
+        if isinstance(attn_mask, CausalOffsetBias):
+            if not dropout and attn_mask.fused(q):
+                return attn_mask.attend(q, self._share(k), self._share(v))
+            attn_mask = attn_mask.dense()
         if self.kv_heads != self.heads:
             if _SDPA_HAS_GQA:
                 return F.scaled_dot_product_attention(
@@ -120,9 +125,12 @@ class Attention(nn.Module):
         group = self.heads // self.kv_heads
         return x.repeat_interleave(group, dim=1) if group > 1 else x
 
-    def _explicit(self, q: Tensor, k: Tensor, v: Tensor, attn_mask: Tensor | None,
+    def _explicit(self, q: Tensor, k: Tensor, v: Tensor,
+                  attn_mask: Tensor | CausalOffsetBias | None,
                   is_causal: bool) -> tuple[Tensor, Tensor]:
         k, v = self._share(k), self._share(v)
+        if isinstance(attn_mask, CausalOffsetBias):
+            attn_mask = attn_mask.dense()
         scores = (q @ k.transpose(-2, -1)) / math.sqrt(self.head_dim)
         if is_causal:
             q_len, k_len = scores.shape[-2:]

@@ -32,6 +32,8 @@ from .families import (
 )
 from .initialisation import Initialisation
 from .masks import AttentionMask, CausalMask
+from .offset_attention import ROWS as OFFSET_ROWS
+from .offset_attention import CausalOffsetBias
 from .positions import POSITIONS, PositionEncoding
 
 
@@ -67,7 +69,7 @@ class Block(nn.Module):
         self,
         x: Tensor,
         *,
-        attn_mask: Tensor | None,
+        attn_mask: Tensor | CausalOffsetBias | None,
         is_causal: bool,
         position: PositionEncoding,
         positions: Tensor,
@@ -141,30 +143,48 @@ def attention_plan(
     prefix_lengths: Tensor | None = None,
     key_padding: Tensor | None = None,
     dtype: torch.dtype = torch.float32,
-) -> tuple[Tensor | None, bool]:
+) -> tuple[Tensor | CausalOffsetBias | None, bool]:
     """The (attn_mask, is_causal) pair every layer of one forward pass shares.
 
-    Computed once per pass: the position bias (ALiBi, relative) and the mask are merged into one
-    additive tensor. A plain causal pass with no bias takes SDPA's `is_causal` path and
-    materialises nothing. `key_padding` is True where a key is a real token.
+    Computed once per pass. A plain causal pass with no bias takes SDPA's `is_causal` path and
+    materialises nothing. A causal pass whose bias depends only on the offset (ALiBi, relative)
+    gets a `CausalOffsetBias`: the bias of its last queries, through which attention runs block
+    by block without a (heads, T, T) mask (components/offset_attention.py). Otherwise the
+    position bias and the mask are merged into one additive tensor. `key_padding` is True where a
+    key is a real token.
     """
-    bias = position.bias(q_positions, k_positions) if position.uses_bias else None
     same_span = q_positions.shape[0] == k_positions.shape[0]
-    if isinstance(mask, CausalMask) and bias is None and key_padding is None:
+    causal = isinstance(mask, CausalMask) and key_padding is None
+    if causal and same_span and position.uses_bias:
+        length = q_positions.shape[0]
+        block = position.offset_bias(length, min(length, OFFSET_ROWS), dtype, q_positions.device)
+        if block is not None:
+            return CausalOffsetBias(block, lambda: _merged_mask(
+                mask, position, q_positions, k_positions, prefix_lengths, None, dtype)), False
+    if causal and not position.uses_bias:
         if same_span:
             return None, True
         if q_positions.shape[0] == 1:  # one new token sees the whole cache
             return None, False
+    return _merged_mask(mask, position, q_positions, k_positions, prefix_lengths, key_padding,
+                        dtype), False
+
+
+def _merged_mask(mask: AttentionMask, position: PositionEncoding, q_positions: Tensor,
+                 k_positions: Tensor, prefix_lengths: Tensor | None, key_padding: Tensor | None,
+                 dtype: torch.dtype) -> Tensor | None:
+    """The position bias and the mask as one additive (or boolean) attention mask."""
+    bias = position.bias(q_positions, k_positions) if position.uses_bias else None
     allowed = mask.allowed(q_positions, k_positions, prefix_lengths)
     if key_padding is not None:
         keys = key_padding[:, None, None, :]
         allowed = keys if allowed is None else allowed & keys
     if bias is None:
-        return allowed, False
+        return allowed
     bias = bias[None].to(dtype)
     if allowed is None:
-        return bias, False
-    return bias.masked_fill(~allowed, float("-inf")), False
+        return bias
+    return bias.masked_fill(~allowed, float("-inf"))
 
 
 @dataclass

@@ -5,7 +5,9 @@ only what it needs:
 
 - ``embed(x, positions)``: added to the token embeddings (sinusoidal, learned);
 - ``rotate(q, k, positions)``: applied to queries and keys in every self-attention layer (rotary);
-- ``bias(q_positions, k_positions)``: added to the attention scores (ALiBi, relative bias).
+- ``bias(q_positions, k_positions)``: added to the attention scores (ALiBi, relative bias);
+  a bias that depends only on the offset q - k also offers ``offset_bias(length, rows, ...)``, the
+  block a causal pass attends through without a (heads, T, T) mask (components/offset_attention.py).
 
 One instance serves a whole stack, so a bias table or a rotation table is computed once per
 forward pass, not once per layer. Cross-attention uses none of them (as in T5 and the original
@@ -21,6 +23,7 @@ from torch import Tensor, nn
 
 from .errors import ConfigError
 from .families import POSITIONS
+from .offset_attention import OffsetBias
 
 
 class ContextTooLong(ConfigError):
@@ -59,6 +62,20 @@ class PositionEncoding(nn.Module):
 
     def bias(self, q_positions: Tensor, k_positions: Tensor) -> Tensor | None:
         return None
+
+    def offset_bias(self, length: int, rows: int, dtype: torch.dtype,
+                    device: torch.device) -> OffsetBias | None:
+        """For a bias that depends only on q - k: in a causal pass of `length` positions, the bias
+        of the last `rows` queries against every key, -inf above the diagonal, (1, heads, rows,
+        length). None: the bias is not of that kind (or this variant has none)."""
+        return None
+
+
+def _causal_block(bias: Tensor, length: int, rows: int, device: torch.device) -> Tensor:
+    """(1, heads, rows, length): `bias` of the last `rows` queries with -inf above the diagonal."""
+    queries = torch.arange(length - rows, length, device=device)
+    future = torch.arange(length, device=device)[None, :] > queries[:, None]
+    return bias.masked_fill(future, float("-inf"))[None]
 
 
 @POSITIONS.register("none", aliases=("nope",))
@@ -246,6 +263,9 @@ class ALiBi(PositionEncoding):
         super().__init__()
         self.symmetric = symmetric
         self.register_buffer("slopes", alibi_slopes(heads), persistent=False)
+        # The causal block depends on nothing learned: built once per length (and rows, dtype,
+        # device), then shared by every layer of every pass at that length.
+        self._block: tuple[tuple, OffsetBias] | None = None
 
     @staticmethod
     def _sees_both_ways(config) -> bool:
@@ -270,6 +290,14 @@ class ALiBi(PositionEncoding):
     def bias(self, q_positions: Tensor, k_positions: Tensor) -> Tensor:
         distance = (q_positions[:, None] - k_positions[None, :]).abs().to(self.slopes.dtype)
         return -self.slopes[:, None, None] * distance[None]
+
+    def offset_bias(self, length, rows, dtype, device):
+        key = (length, rows, dtype, device)
+        if self._block is None or self._block[0] != key:
+            positions = torch.arange(length, device=device)
+            bias = self.bias(positions[length - rows:], positions).to(device=device, dtype=dtype)
+            self._block = key, OffsetBias(_causal_block(bias, length, rows, device))
+        return self._block[1]
 
 
 def relative_buckets(
@@ -311,6 +339,14 @@ class RelativeBias(PositionEncoding):
         self.num_buckets = num_buckets
         self.max_distance = max_distance
         self.table = nn.Embedding(num_buckets, heads)
+        # The smallest offset from which every larger one falls into the last bucket (looking
+        # back; buckets grow with distance and the last one is reached by max_distance).
+        back = relative_buckets(-torch.arange(max_distance + 1), bidirectional=False,
+                                num_buckets=num_buckets, max_distance=max_distance)
+        self.saturation = max(1, int((back < num_buckets - 1).sum()))
+        # The bucket of each pair of a causal block, and where it is -inf, per length and rows:
+        # the bias itself is learned, so it is read from the table at every pass.
+        self._block: tuple[tuple, Tensor, Tensor] | None = None
 
     def bias(self, q_positions: Tensor, k_positions: Tensor) -> Tensor:
         relative = k_positions[None, :] - q_positions[:, None]
@@ -319,3 +355,22 @@ class RelativeBias(PositionEncoding):
             max_distance=self.max_distance,
         )
         return self.table(buckets).permute(2, 0, 1)
+
+    def offset_bias(self, length, rows, dtype, device):
+        if self.bidirectional:
+            return None  # a causal pass of a bidirectional bias: not built that way (see model.py)
+        key = (length, rows, device)
+        if self._block is None or self._block[0] != key:
+            positions = torch.arange(length, device=device)
+            queries = positions[length - rows:]
+            buckets = relative_buckets(
+                positions[None, :] - queries[:, None], bidirectional=False,
+                num_buckets=self.num_buckets, max_distance=self.max_distance,
+            )
+            future = torch.zeros(rows, length, device=device).masked_fill(
+                positions[None, :] > queries[:, None], float("-inf"))
+            self._block = key, buckets, future
+        _, buckets, future = self._block
+        weight = self.table.weight
+        values = (weight.detach().t()[:, buckets].to(dtype) + future.to(dtype))[None]
+        return OffsetBias(values, table=weight, buckets=buckets, saturation=self.saturation)

@@ -10,6 +10,7 @@ two moments), which is exact. On a GPU the allocator's own peak is used instead.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
 import torch
@@ -37,10 +38,34 @@ def step_peak_bytes(step: Callable[[], object]) -> int | None:
 
 
 def tensor_bytes(model: torch.nn.Module, optimizer: torch.optim.Optimizer | None) -> int:
-    """Bytes held between steps: parameters and the optimizer's state tensors."""
-    total = sum(p.numel() * p.element_size() for p in model.parameters())
+    """Bytes held between steps: parameters, buffers, the tensors modules cache for themselves
+    (rotary's table, ALiBi's bias block, relative buckets: built in warm-up, so a step's
+    high-water mark would not see them) and the optimizer's state tensors."""
+    seen: set[int] = set()
+    total = 0
+
+    def add(value: object) -> None:
+        nonlocal total
+        if isinstance(value, torch.Tensor):
+            storage = value.untyped_storage()
+            if storage.data_ptr() not in seen:
+                seen.add(storage.data_ptr())
+                total += storage.nbytes()
+        elif isinstance(value, (tuple, list)):
+            for item in value:
+                add(item)
+        elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+            for item in dataclasses.fields(value):
+                add(getattr(value, item.name))
+
+    for tensor in (*model.parameters(), *model.buffers()):
+        add(tensor)
+    for module in model.modules():
+        for name, value in vars(module).items():
+            if name not in ("_parameters", "_buffers", "_modules"):  # those are counted above
+                add(value)
     if optimizer is not None:
         for state in optimizer.state.values():
-            total += sum(v.numel() * v.element_size() for v in state.values()
-                         if isinstance(v, torch.Tensor))
+            for value in state.values():
+                add(value)
     return total

@@ -190,6 +190,12 @@ def write_readme(folder: Path) -> Path:
                      f"{folder / 'zoo_vs_gpt.json'} --markdown {folder / 'zoo_vs_gpt.md'}`: "
                      "training tokens/s, MFU and memory of the registry-built decoder and a "
                      "hand-written GPT of the same math.")
+    if (folder / "peer.md").is_file():
+        # Written by the wrapper around the shared peer harness (nanoGPT's own model).
+        parts.append("### The zoo against nanoGPT\n\n[peer.md](peer.md), written by "
+                     "`python -m tzoo.recipes.bench.peer` (the shared harness "
+                     "../shared/bench/peer_bench.py, once per shape): tokens/s, MFU and memory "
+                     "of every position variant against karpathy/nanoGPT's `GPT`.")
     images = sorted(p.name for p in folder.glob("*.png"))
     if images:
         parts.append("### Plots\n\n" + "\n".join(f"![{n}]({n})" for n in images))
