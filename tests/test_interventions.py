@@ -315,6 +315,8 @@ def test_report_section_and_probe_command(trained_run: Path, tmp_path: Path, cap
         assert f"interventions/base/{figure}.png" in section
     assert "Logit lens" in section and "interventions skipped" not in section
     assert "On the repeated half" in section and "the median other head" in section
+    # the induction probe reads the run's own repeated tokens
+    assert "on the run's own validation data" in report[:report.index("## What each part does")]
     assert "| seed | layer | head 0 | head 1 |" in section  # repeated-half Δ per layer × head
 
     out = tmp_path / "probe"
