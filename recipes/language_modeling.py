@@ -28,14 +28,23 @@ def multiplier_label(multiplier: float) -> str:
     return f"{multiplier:g}x"
 
 
-def seen_in_document(tokens: Tensor, eos_id: int) -> Tensor:
-    """(batch, length) booleans: whether each token occurred earlier in its own document of the
-    window (documents end at `eos_id`)."""
+def earlier_occurrence(tokens: Tensor, eos_id: int) -> Tensor:
+    """(batch, length) positions: where each token last occurred earlier in its own document of
+    the window (documents end at `eos_id`), -1 where it did not. The token after that
+    occurrence is what an induction head copies."""
     length = tokens.shape[1]
     earlier = torch.ones(length, length, dtype=torch.bool, device=tokens.device).tril(-1)
     document = (tokens == eos_id).cumsum(dim=1)
     same_document = document[:, :, None] == document[:, None, :]
-    return ((tokens[:, :, None] == tokens[:, None, :]) & earlier & same_document).any(-1)
+    occurred = (tokens[:, :, None] == tokens[:, None, :]) & earlier & same_document
+    positions = torch.arange(length, device=tokens.device).expand_as(occurred)
+    return torch.where(occurred, positions, -1).amax(dim=-1)
+
+
+def seen_in_document(tokens: Tensor, eos_id: int) -> Tensor:
+    """(batch, length) booleans: whether each token occurred earlier in its own document of the
+    window (documents end at `eos_id`)."""
+    return earlier_occurrence(tokens, eos_id) >= 0
 
 
 def bits_name(tokenizer: str) -> str:
@@ -215,15 +224,19 @@ class LanguageModeling(Task):
             label = self.eval_labels[dataloader_idx].replace(".", "_")
             self.eval_means[label].update(loss.detach(), weight=counted)
 
-    def _split_repeat_loss(self, tokens: Tensor) -> tuple[Tensor, int]:
-        """The causal loss, also split into tokens whose current input appeared earlier in the
-        same document of the window (what copying the continuation of its earlier occurrence
-        can predict: the repeated half of an induction sequence) and the others. Documents end
-        at eos: a symbol met in the previous document predicts nothing."""
+    def repeat_split(self, tokens: Tensor) -> tuple[Tensor, Tensor]:
+        """(the causal loss of each token, whether its input appeared earlier in the same
+        document of the window): what copying the continuation of its earlier occurrence can
+        predict (the repeated half of an induction sequence), or not. Documents end at eos: a
+        symbol met in the previous document predicts nothing."""
         inputs, targets = tokens[:, :-1], tokens[:, 1:]
         losses = F.cross_entropy(self.model(inputs).flatten(0, 1).float(), targets.flatten(),
                                  reduction="none").view_as(targets)
-        seen = seen_in_document(inputs, self.eos_id)
+        return losses, seen_in_document(inputs, self.eos_id)
+
+    def _split_repeat_loss(self, tokens: Tensor) -> tuple[Tensor, int]:
+        """The causal loss, also recorded on the repeated tokens and the fresh ones."""
+        losses, seen = self.repeat_split(tokens)
         for part, where in (("repeat", seen), ("fresh", ~seen)):
             if where.any():
                 self.repeat_means[part].update(losses[where].mean(), weight=int(where.sum()))

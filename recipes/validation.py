@@ -80,6 +80,28 @@ class Validation:
             counted += n
         return total / counted if counted else float("nan")
 
+    @property
+    def splits_repeats(self) -> bool:
+        """Whether the run splits its validation loss into the repeated and the fresh tokens
+        (`eval.repeat_loss`: data whose documents repeat themselves, such as the induction
+        task's)."""
+        return bool((self.config.get("eval") or {}).get("repeat_loss"))
+
+    @torch.no_grad()
+    def halves(self) -> tuple[float, float]:
+        """(loss on the repeated tokens, loss on the fresh ones) over the batches, the split of
+        `val/loss_repeat` and `val/loss_fresh`, under whatever hooks are active; NaN for a part
+        with no token. Only for a run that `splits_repeats`."""
+        sums, counts = [0.0, 0.0], [0, 0]
+        for batch in self.batches:
+            losses, seen = self.task.repeat_split(batch["tokens"])
+            for part, where in enumerate((seen, ~seen)):
+                sums[part] += float(losses[where].double().sum())
+                counts[part] += int(where.sum())
+        repeat, fresh = (total / n if n else float("nan")
+                         for total, n in zip(sums, counts, strict=True))
+        return repeat, fresh
+
     def causal_windows(self) -> Tensor | None:
         """The batches' token windows (windows, length + 1) when the run is a causal language
         model, the only kind whose next-token loss on a span is comparable between two inputs

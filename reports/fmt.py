@@ -7,6 +7,8 @@ One place so that a mean printed in the table and the same mean in a comparison 
 from __future__ import annotations
 
 import math
+import statistics
+from collections.abc import Sequence
 
 from .stats import Delta, Summary
 
@@ -56,6 +58,15 @@ def mean_std(summary: Summary | None, digits: int = TABLE_DIGITS) -> str:
     if summary.n < 2:
         return num(summary.mean, digits)
     return f"{num(summary.mean, digits)} ± {num(summary.std, digits)}"
+
+
+def over_seeds(values: Sequence[float], digits: int = 3) -> str:
+    """'0.123 ± 0.004': the mean and standard deviation of one number over seeds, at a fixed
+    number of decimals ('0.123' for one seed)."""
+    mean = float(statistics.fmean(values))
+    if len(values) < 2:
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} ± {statistics.stdev(values):.{digits}f}"
 
 
 def ci(summary: Summary | None, digits: int = TABLE_DIGITS) -> str:

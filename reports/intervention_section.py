@@ -15,6 +15,8 @@ import numpy as np
 
 from . import intervention_plots as figures
 from .document import Block, Heading, Image, Paragraph
+from .fmt import over_seeds
+from .intervention_halves import halves_blocks
 from .interventions import WHAT, Interventions, run_interventions
 from .probe_runner import Loader, default_loader, safe_name
 from .runs import Run, group_by_variant
@@ -42,19 +44,11 @@ def intervene_run(run: Run, loader: Loader | None = None, *, what: Iterable[str]
         config = getattr(loaded, "config", None) or run.config
         with run_threads(config):
             validation = Validation(config, loaded.model, max_batches=max_batches)
-            return run_interventions(loaded.model, validation.loss,
-                                     windows=validation.causal_windows(), what=what,
-                                     seed=run.seed)
+            return run_interventions(
+                loaded.model, validation.loss, windows=validation.causal_windows(), what=what,
+                seed=run.seed, halves=validation.halves if validation.splits_repeats else None)
     except Exception as exc:  # one run's failure costs its line, not the report
         return f"{type(exc).__name__}: {exc}"
-
-
-def _pm(values: Sequence[float], digits: int = 3) -> str:
-    """'0.123 ± 0.004' over seeds ('0.123' for one)."""
-    mean = float(np.mean(values))
-    if len(values) < 2:
-        return f"{mean:.{digits}f}"
-    return f"{mean:.{digits}f} ± {float(np.std(values, ddof=1)):.{digits}f}"
 
 
 def _where(result: Interventions, values: np.ndarray) -> str:
@@ -67,34 +61,36 @@ def _headline(results: Sequence[Interventions]) -> list[str]:
     """One sentence per intervention with the numbers that matter, over seeds. Heads are
     compared by rank (the most important one of each seed), never by index across seeds."""
     first = results[0]
-    lines = [f"Loss on these batches {_pm([r.baseline for r in results])}, untouched."]
+    lines = [f"Loss on these batches {over_seeds([r.baseline for r in results])}, untouched."]
     if first.zero is not None:
         lines.append(
             "One head knocked out: the most important head of each seed costs "
-            f"+{_pm([float(r.mean.max()) for r in results])} under mean-ablation "
-            f"(+{_pm([float(r.zero.max()) for r in results])} zeroed; "
+            f"+{over_seeds([float(r.mean.max()) for r in results])} under mean-ablation "
+            f"(+{over_seeds([float(r.zero.max()) for r in results])} zeroed; "
             f"{'; '.join(_where(r, r.mean) for r in results)}), the median head "
-            f"+{_pm([float(np.median(r.mean)) for r in results])}.")
+            f"+{over_seeds([float(np.median(r.mean)) for r in results])}.")
     if first.skipped:
         parts = []
         for kind in first.skipped:
             values = np.stack([r.skipped[kind] for r in results])
             worst = int(np.nanargmax(values.mean(axis=0)))
-            parts.append(f"{kind} of block {first.blocks[worst]} +{_pm(list(values[:, worst]))}")
+            parts.append(f"{kind} of block {first.blocks[worst]} "
+                         f"+{over_seeds(list(values[:, worst]))}")
         lines.append("One sublayer skipped, the costliest of each kind: " + "; ".join(parts)
                      + ".")
     if first.lens is not None:
         lens = np.stack([r.lens for r in results])
-        steps = ", ".join(f"{label} {_pm(list(lens[:, i]), 2)}"
+        steps = ", ".join(f"{label} {over_seeds(list(lens[:, i]), 2)}"
                           for i, label in enumerate(first.lens_labels))
         lines.append(f"Logit lens, the loss read after each depth: {steps}.")
     patched = [r for r in results if r.restored is not None]
     if patched:
+        restored = [100 * float(r.restored.max()) for r in patched]
         lines.append(
             "Patching: with another window's first half, the loss on the second half rises "
-            f"from {_pm([r.patch_clean for r in patched])} to "
-            f"{_pm([r.patch_corrupt for r in patched])}; the head that restores most of that "
-            f"gap restores {_pm([100 * float(r.restored.max()) for r in patched], 0)} % "
+            f"from {over_seeds([r.patch_clean for r in patched])} to "
+            f"{over_seeds([r.patch_corrupt for r in patched])}; the head that restores most of "
+            f"that gap restores {over_seeds(restored, 0)} % "
             f"({'; '.join(_where(r, r.restored) for r in patched)}).")
     elif first.patched is not None:
         lines.append("Patching: another window's first half does not raise the loss on the "
@@ -142,6 +138,7 @@ def section(runs: Sequence[Run], root: Path, out_dir: Path, loader: Loader | Non
             continue
         where = out_dir / safe_name(group.name)
         blocks.append(Paragraph(" ".join(_headline(results))))
+        blocks += halves_blocks(results)
         drawn = [
             (figures.heads_figure(results, where / "heads.png"),
              "head knockout and activation patching"),

@@ -16,6 +16,11 @@ reports) through the hooks of `tzoo.components.interventions`:
   validation window with its first half replaced by another window's (corrupted), and one head's
   output on the second half is copied in from the clean run; the share of the second half's
   loss gap it restores says how much of the first half's information that head carries over.
+
+On a run whose data repeats itself (`eval.repeat_loss`), the head and block knockouts are also
+measured on the repeated tokens and on the fresh ones apart (the split of `val/loss_repeat` and
+`val/loss_fresh`): a copying head is one whose knockout raises the first to the level of the
+second, which no copy can lower.
 """
 
 from __future__ import annotations
@@ -44,6 +49,8 @@ from tzoo.components.interventions import (
 WHAT = ("heads", "blocks", "lens", "patch")
 SUBLAYERS = {"attn": "attention", "cross_attn": "cross-attention", "ffn": "feed-forward"}
 Evaluate = Callable[[], float]
+#: (loss on the repeated tokens, loss on the fresh ones) in one pass over the batches
+EvaluateHalves = Callable[[], tuple[float, float]]
 
 
 @dataclass
@@ -71,6 +78,13 @@ class Interventions:
     patch_clean: float | None = None
     patch_corrupt: float | None = None
     patched: np.ndarray | None = None
+    #: on a run whose data repeats itself: the (repeated, fresh) losses untouched, then their
+    #: change (last axis: repeated, fresh) with each head knocked out (layers × heads × 2) and
+    #: with each block's sublayer skipped (blocks × 2 per sublayer kind)
+    halves: np.ndarray | None = None
+    halves_zero: np.ndarray | None = None
+    halves_mean: np.ndarray | None = None
+    halves_skipped: dict[str, np.ndarray] = field(default_factory=dict)
     #: why an intervention that was asked for could not run on this model
     not_applicable: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
@@ -112,14 +126,17 @@ def _label(name: str) -> str:
     return f"{label} cross" if kind == "cross_attn" else label
 
 
-def _evaluate_with(model: nn.Module, evaluate: Evaluate, edits: dict) -> float:
+def _evaluate_with(model: nn.Module, evaluate: Evaluate | EvaluateHalves,
+                   edits: dict) -> np.ndarray:
     with intervene(model, edits):
-        return evaluate()
+        return np.asarray(evaluate(), dtype=float)
 
 
-def head_knockout(model: nn.Module, evaluate: Evaluate, baseline: float,
+def head_knockout(model: nn.Module, evaluate: Evaluate | EvaluateHalves,
+                  baseline: float | np.ndarray,
                   modes: Iterable[str] = ("zero", "mean")) -> dict[str, np.ndarray]:
-    """Δloss per attention layer × head for each ablation mode."""
+    """Δloss per attention layer × head for each ablation mode (and per part of the tokens,
+    on a last axis, when `evaluate` gives one loss per part)."""
     names = attention_points(model)
     heads = points(model)[names[0]].heads
     means: dict[str, Tensor] = {}
@@ -129,7 +146,7 @@ def head_knockout(model: nn.Module, evaluate: Evaluate, baseline: float,
         means = {name: observer.mean for name, observer in observers.items()}
     results = {}
     for mode in modes:
-        deltas = np.zeros((len(names), heads))
+        deltas = np.zeros((len(names), heads, *np.shape(baseline)))
         for row, name in enumerate(names):
             for head in range(heads):
                 edit = ablate(heads=[head], value=means.get(name) if mode == "mean" else None)
@@ -138,16 +155,17 @@ def head_knockout(model: nn.Module, evaluate: Evaluate, baseline: float,
     return results
 
 
-def block_knockout(model: nn.Module, evaluate: Evaluate,
-                   baseline: float) -> tuple[list[str], dict[str, np.ndarray]]:
-    """Block labels and, per sublayer kind, Δloss when that sublayer of each block is skipped."""
+def block_knockout(model: nn.Module, evaluate: Evaluate | EvaluateHalves,
+                   baseline: float | np.ndarray) -> tuple[list[str], dict[str, np.ndarray]]:
+    """Block labels and, per sublayer kind, Δloss when that sublayer of each block is skipped
+    (per part of the tokens, on a last axis, when `evaluate` gives one loss per part)."""
     known = points(model)
     blocks = [name.rsplit(".", 1)[0] for name in known if name.endswith(".resid_pre")]
     found: dict[str, np.ndarray] = {}
     for key, title in SUBLAYERS.items():
         if not any(f"{block}.{key}.sublayer" in known for block in blocks):
             continue
-        deltas = np.full(len(blocks), np.nan)
+        deltas = np.full((len(blocks), *np.shape(baseline)), np.nan)
         for i, block in enumerate(blocks):
             name = f"{block}.{key}.sublayer"
             if name in known:
@@ -209,10 +227,12 @@ def activation_patching(model: nn.Module, windows: Tensor,
 
 def run_interventions(model: nn.Module, evaluate: Evaluate, *,
                       windows: Tensor | None = None, what: Iterable[str] = WHAT,
-                      seed: int | None = None) -> Interventions:
+                      seed: int | None = None,
+                      halves: EvaluateHalves | None = None) -> Interventions:
     """The interventions named in `what` on `model` (in eval mode), each scored by `evaluate`,
     the validation loss under whatever hooks are active. `windows`: a causal LM's validation
-    token windows, for patching (None: patching does not apply)."""
+    token windows, for patching (None: patching does not apply). `halves`: the losses on the
+    repeated and the fresh tokens, for a run whose data repeats itself (None: no split)."""
     started = time.perf_counter()
     what = set(what)
     model.eval()
@@ -229,6 +249,13 @@ def run_interventions(model: nn.Module, evaluate: Evaluate, *,
             result.blocks, result.skipped = block_knockout(model, evaluate, baseline)
         if "lens" in what:
             result.lens_labels, result.lens = lens_losses(model, evaluate)
+        if halves is not None and what & {"heads", "blocks"}:
+            result.halves = untouched = np.asarray(halves(), dtype=float)
+            if "heads" in what:
+                deltas = head_knockout(model, halves, untouched)
+                result.halves_zero, result.halves_mean = deltas["zero"], deltas["mean"]
+            if "blocks" in what:
+                _, result.halves_skipped = block_knockout(model, halves, untouched)
     if "patch" in what:
         if windows is None:
             result.not_applicable["patch"] = (

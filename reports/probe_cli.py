@@ -32,6 +32,24 @@ def _grid(rows: list[str], values: np.ndarray, columns: list[str],
     return lines
 
 
+def _halves(result: Interventions) -> list[str]:
+    """The knockouts on the repeated and the fresh tokens, for a run with `eval.repeat_loss`."""
+    repeat, fresh = result.halves
+    lines = ["", f"repeated half (eval.repeat_loss): loss {repeat:.4f} on the repeated tokens, "
+             f"{fresh:.4f} on the fresh ones (the no-copy level)"]
+    if result.halves_mean is not None:
+        lines += ["", "head knockout: Δ loss on the repeated tokens, mean-ablation"]
+        lines += _grid(result.attention, result.halves_mean[..., 0],
+                       [f"h{h}" for h in range(result.heads)])
+    if result.halves_skipped:
+        lines += ["", "block knockout: Δ loss on the repeated tokens, then on the fresh ones"]
+        kinds = list(result.halves_skipped)
+        table = np.concatenate([result.halves_skipped[k] for k in kinds], axis=1)
+        columns = [f"{k} {part}" for k in kinds for part in ("repeated", "fresh")]
+        lines += _grid(result.blocks, table, columns, corner="block")
+    return lines
+
+
 def render(result: Interventions, what: list[str]) -> str:
     """The results as plain-text tables."""
     heads = [f"h{h}" for h in range(result.heads)]
@@ -46,6 +64,8 @@ def render(result: Interventions, what: list[str]) -> str:
         kinds = list(result.skipped)
         table = np.stack([result.skipped[k] for k in kinds], axis=1)
         lines += _grid(result.blocks, table, kinds, corner="block")
+    if result.halves is not None:
+        lines += _halves(result)
     if "lens" in what:
         lines += ["", "logit lens: loss read after each depth"]
         lines += [f"  {label:<12}{value:.4f}"
@@ -77,9 +97,10 @@ def probe_command(run: str, what: list[str] | None, batches: int | None,
     loaded = load_run(run)
     with run_threads(loaded.config):
         validation = Validation(loaded.config, loaded.model, max_batches=batches)
-        result = run_interventions(loaded.model, validation.loss,
-                                   windows=validation.causal_windows(), what=chosen,
-                                   seed=loaded.config.get("seed"))
+        result = run_interventions(
+            loaded.model, validation.loss, windows=validation.causal_windows(), what=chosen,
+            seed=loaded.config.get("seed"),
+            halves=validation.halves if validation.splits_repeats else None)
     print(f"{run}: {len(validation.batches)} validation batches")
     print(render(result, chosen), end="")
     if out:

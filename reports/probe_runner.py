@@ -17,6 +17,7 @@ from .probes import (
     contextual_drift,
     induction_scores,
     nearest_neighbours,
+    ordinary_ids,
     position_decoding,
     position_similarity,
     sample_tokens,
@@ -44,14 +45,31 @@ def training_context(config: dict[str, Any] | None) -> int | None:
     return value if isinstance(value, int) and value > 1 else None
 
 
+def repeated_inputs(config: dict[str, Any] | None, model: Any) -> Any | None:
+    """The inputs of the run's first validation batch when its data repeats itself
+    (`eval.repeat_loss`, which splits `val/loss_repeat` off), read through the run's own
+    validation path (`recipes.validation.Validation`, as the interventions are); else None."""
+    if not ((config or {}).get("eval") or {}).get("repeat_loss"):
+        return None
+    from tzoo.recipes.validation import Validation, run_threads
+
+    with run_threads(config):
+        windows = Validation(config, model, max_batches=1).causal_windows()
+    return None if windows is None else windows[:, :-1]  # a window's last token is a target
+
+
 def probe_model(model: Any, tokenizer: Any | None, out_dir: Path, *,
-                context: int | None = None) -> list[ProbeResult]:
+                context: int | None = None,
+                run_inputs: Callable[[], Any | None] = lambda: None) -> list[ProbeResult]:
     """All probes on one model; a probe that crashes becomes a skipped result with the error.
 
     `context` (the training context) caps the probe sequences so that every variant is probed
-    at lengths it was trained on, and their numbers stay comparable.
+    at lengths it was trained on, and their numbers stay comparable. `run_inputs` gives the
+    run's own sequences where they repeat themselves (`repeated_inputs`), for the induction
+    probe; it is called inside that probe, so a run whose data cannot be built costs only it.
     """
     vocab = getattr(tokenizer, "vocab_size", None) if tokenizer is not None else None
+    ordinary = ordinary_ids(tokenizer, vocab or int(model.embedding.num_embeddings))
     cap = context or 64
     probes: list[tuple[str, str, Callable[[], ProbeResult]]] = [
         ("attention_maps", "Attention maps",
@@ -62,7 +80,9 @@ def probe_model(model: Any, tokenizer: Any | None, out_dir: Path, *,
         ("position_decoding", "Positions the model can read out",
          lambda: position_decoding(model, out_dir, length=min(64, cap))),
         ("induction", "Induction heads",
-         lambda: induction_scores(model, out_dir, vocab_size=vocab, half=min(32, cap // 2))),
+         lambda: induction_scores(model, out_dir, run_tokens=run_inputs(),
+                                  eos_id=getattr(tokenizer, "eos_id", None), ordinary=ordinary,
+                                  half=min(32, cap // 2))),
         ("neighbours", "Nearest neighbours of token embeddings",
          lambda: nearest_neighbours(model, tokenizer)),
         ("contextual_drift", "Contextual drift of one token",
@@ -98,5 +118,7 @@ def probe_run(run: Run, out_dir: Path, loader: Loader | None = None) -> list[Pro
         return [ProbeResult.skip("load", "Probes",
                                  f"probe skipped: loading failed ({type(exc).__name__}: {exc})")]
     config = getattr(loaded, "config", None) or run.config
+    config = config if isinstance(config, dict) else None
     return probe_model(model, getattr(loaded, "tokenizer", None), out_dir,
-                       context=training_context(config if isinstance(config, dict) else None))
+                       context=training_context(config),
+                       run_inputs=lambda: repeated_inputs(config, model))

@@ -218,37 +218,94 @@ def position_similarity(model: nn.Module, out_dir: Path, limit: int = 256) -> Pr
                        {"adjacent_cos": adjacent, "distant_cos": distant})
 
 
+#: the ids a tokenizer of the suite reserves for itself (padding, document ends, masking, ...)
+SPECIAL_ID_NAMES = ("pad_id", "bos_id", "eos_id", "mask_id", "sep_id", "unk_id")
+
+
+def ordinary_ids(tokenizer: Any | None, vocab: int) -> torch.Tensor:
+    """The ids below `vocab` that the tokenizer does not reserve as special: the symbols a
+    model reads as text."""
+    special = {getattr(tokenizer, name, None) for name in SPECIAL_ID_NAMES}
+    return torch.tensor([i for i in range(vocab) if i not in special])
+
+
+def induction_targets(tokens: torch.Tensor, eos_id: int | None = None) -> torch.Tensor:
+    """(batch, length): for each token that occurred earlier in its document (documents end at
+    `eos_id`), the position just after that earlier occurrence, the key an induction head
+    attends to; -1 for the others. The tokens with a target are exactly those of the
+    repeated-half loss (`val/loss_repeat`)."""
+    # Imported here: the split is the recipes' own, and the rest of the probes build without
+    # loading the training stack.
+    from tzoo.recipes.language_modeling import earlier_occurrence
+
+    earlier = earlier_occurrence(tokens, -1 if eos_id is None else eos_id)
+    return torch.where(earlier >= 0, earlier + 1, -1)
+
+
+def head_induction_scores(maps: Sequence[torch.Tensor], targets: torch.Tensor) -> np.ndarray:
+    """(layers, heads): each head's mean attention probability from every query with a target
+    (`induction_targets`) to exactly that key. `maps`: per layer, (batch, heads, q, k)."""
+    scored = targets >= 0
+    keys = targets.clamp(min=0)[:, None, :, None]
+    rows = []
+    for attention in maps:
+        on_target = attention.float().gather(-1, keys.expand(-1, attention.shape[1], -1, 1))
+        rows.append(on_target.squeeze(-1).transpose(0, 1)[:, scored].mean(dim=-1))
+    return torch.stack(rows).numpy()
+
+
+def random_repeats(ordinary: torch.Tensor, half: int, batch: int, seed: int) -> torch.Tensor:
+    """(batch, 2 * half): random sequences of ordinary ids, each repeated twice; no id twice
+    within one copy where there are enough, so "its earlier occurrence" is unambiguous."""
+    generator = torch.Generator().manual_seed(seed)
+    if len(ordinary) >= half:
+        picks = torch.stack([torch.randperm(len(ordinary), generator=generator)[:half]
+                             for _ in range(batch)])
+    else:
+        picks = torch.randint(0, len(ordinary), (batch, half), generator=generator)
+    first = ordinary[picks]
+    return torch.cat([first, first], dim=1)
+
+
 @torch.no_grad()
-def induction_scores(model: nn.Module, out_dir: Path, *, vocab_size: int | None = None,
+def induction_scores(model: nn.Module, out_dir: Path, *, run_tokens: torch.Tensor | None = None,
+                     eos_id: int | None = None, ordinary: torch.Tensor | None = None,
                      half: int = 32, batch: int = 8, seed: int = 0) -> ProbeResult:
     """Induction score per head (Olsson et al. 2022, "In-context Learning and Induction Heads").
 
-    On a random sequence repeated twice, an induction head attends from each token of the second
-    copy to the token that followed its earlier occurrence; the score is the mean attention
-    probability on exactly that key.
+    An induction head attends from a token met before to the token that followed its earlier
+    occurrence; the score is the mean attention probability on exactly that key. It is read on
+    the sequences the model learned from where those repeat themselves (`run_tokens`: the run's
+    validation inputs, scored on their repeated tokens, documents ending at `eos_id`): a model
+    trained on short repeats of a few symbols under-reads on anything else. Otherwise on random
+    sequences of `half` ordinary ids (no special ids: `ordinary`, all ids when None), each
+    repeated twice.
     """
     name, title = "induction", "Induction heads"
-    limit = max_length(model)
-    if limit is not None:
-        half = min(half, limit // 2)
-    if half < 2:
-        return ProbeResult.skip(name, title, "does not apply: context too short to repeat")
-    vocab = vocab_size or int(model.embedding.num_embeddings)
-    generator = torch.Generator().manual_seed(seed)
-    if vocab >= half:
-        # No token twice within one copy, so "its earlier occurrence" is unambiguous.
-        first = torch.stack([torch.randperm(vocab, generator=generator)[:half]
-                             for _ in range(batch)])
+    targets = induction_targets(run_tokens, eos_id) if run_tokens is not None else None
+    on_run_data = targets is not None and bool((targets >= 0).any())
+    if on_run_data:
+        tokens = run_tokens
+        where = (f"on the run's own validation data: the {int((targets >= 0).sum())} tokens of "
+                 f"{len(tokens)} windows of {tokens.shape[1]} that occurred earlier in their "
+                 "document (the repeated tokens of `val/loss_repeat`)")
     else:
-        first = torch.randint(0, vocab, (batch, half), generator=generator)
-    tokens = torch.cat([first, first], dim=1)
+        limit = max_length(model)
+        if limit is not None:
+            half = min(half, limit // 2)
+        if half < 2:
+            return ProbeResult.skip(name, title, "does not apply: context too short to repeat")
+        if ordinary is None:
+            ordinary = torch.arange(int(model.embedding.num_embeddings))
+        tokens = random_repeats(ordinary, half, batch, seed)
+        targets = induction_targets(tokens)
+        where = (f"on {batch} random sequences of {half} of the tokenizer's {len(ordinary)} "
+                 "ordinary symbols (no special ids), each repeated twice: the run's data has no "
+                 "repeats to score on")
     stacks = attention_by_stack(model, tokens)
-    maps = stacks.get("self") or stacks["decoder"]
-    queries = torch.arange(half, 2 * half)
-    keys = queries - half + 1
-    scores = torch.stack([m[:, :, queries, keys].float().mean(dim=(0, 2)) for m in maps])
-    scores_np = scores.numpy()
+    scores_np = head_induction_scores(stacks.get("self") or stacks["decoder"], targets)
     # What a head spreading attention uniformly over the causal prefix would score.
+    queries = torch.nonzero(targets >= 0)[:, 1]
     uniform = float(torch.mean(1.0 / (queries.float() + 1)))
     layer, head = np.unravel_index(int(np.argmax(scores_np)), scores_np.shape)
     best = float(scores_np[layer, head])
@@ -268,11 +325,12 @@ def induction_scores(model: nn.Module, out_dir: Path, *, vocab_size: int | None 
     path = _save(fig, out_dir / "induction.png")
     caption = (
         f"Strongest induction head: layer {layer} head {head}, score {best:.2f} "
-        f"(uniform attention would score {uniform:.2f}); {batch} random sequences of "
-        f"{half} tokens, each repeated twice."
+        f"(uniform attention would score {uniform:.2f}); attention to the token after each "
+        f"token's earlier occurrence, {where}."
     )
     numbers = {"max_induction": best, "uniform_baseline": uniform,
-               "mean_induction": float(scores_np.mean())}
+               "mean_induction": float(scores_np.mean()), "scored_tokens": float(len(queries)),
+               "on_run_data": float(on_run_data)}
     return ProbeResult(name, title, caption, [path], numbers)
 
 
@@ -428,7 +486,8 @@ def position_decoding(model: nn.Module, out_dir: Path, *, length: int = 64,
     _position_heatmap(fig, right, similarity, "last layer: mean state per position")
     path = _save(fig, out_dir / "position_decoding.png")
     caption = (
-        f"Linear read-out of the absolute position{' from the encoder' if stack == 'encoder' else ''} "
+        "Linear read-out of the absolute position"
+        f"{' from the encoder' if stack == 'encoder' else ''} "
         f"(held-out R², {sequences // 2} random "
         f"sequences of {length}): {scores[0]:.2f} at the embedding, {max(scores[1:]):.2f} at "
         f"best in a layer, {scores[-1]:.2f} at the last."

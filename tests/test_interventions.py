@@ -245,6 +245,7 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
                                 "samples": {"train": 300, "validation": 40, "test": 20}})
     raw["model"].update(layers=2, heads=2, d_model=32)
     raw["train"].update(steps=150, warmup=10, val_every=75, checkpoint_every=75, lr=1e-2)
+    raw["eval"]["repeat_loss"] = True  # the knockouts are read on the repeated half too
     raw["seeds"] = [0]
     root = tmp_path_factory.mktemp("runs")
     (outcome,) = run_experiment(experiment_from_dict(raw), out=root, echo=lambda *_: None)
@@ -258,6 +259,34 @@ def test_validation_loss_is_the_runs_own_val_loss(trained_run: Path) -> None:
     summary = json.loads((trained_run / "summary.json").read_text())
     assert validation.loss() == pytest.approx(summary["metrics"]["val/loss"], rel=1e-5)
     assert validation.causal_windows().shape[1] == 33  # context + 1
+
+
+def test_repeated_and_fresh_losses_are_the_runs_own_split(trained_run: Path) -> None:
+    loaded = load_run(trained_run)
+    validation = Validation(loaded.config, loaded.model)
+    metrics = json.loads((trained_run / "summary.json").read_text())["metrics"]
+    assert validation.splits_repeats
+    repeat, fresh = validation.halves()
+    assert repeat == pytest.approx(metrics["val/loss_repeat"], rel=1e-5)
+    assert fresh == pytest.approx(metrics["val/loss_fresh"], rel=1e-5)
+
+
+def test_knocking_out_every_head_equals_skipping_the_sublayer_on_the_repeated_half_too(
+        trained_run: Path) -> None:
+    loaded = load_run(trained_run)
+    model = loaded.model
+    with torch.no_grad():  # without the projection's bias, zeroed heads write nothing
+        for block in model.stack.blocks:
+            block.self_attention.out.bias.zero_()
+    validation = Validation(loaded.config, model, max_batches=1)
+    untouched = validation.halves()
+    for layer in range(2):
+        with intervene(model, {f"blocks.{layer}.attn.heads": ablate()}):
+            no_heads = validation.halves()
+        with intervene(model, {f"blocks.{layer}.attn.sublayer": ablate()}):
+            no_sublayer = validation.halves()
+        assert no_heads == no_sublayer
+        assert no_heads[0] != untouched[0]
 
 
 def test_knockouts_and_lens_on_a_trained_run(trained_run: Path) -> None:
@@ -285,6 +314,10 @@ def test_report_section_and_probe_command(trained_run: Path, tmp_path: Path, cap
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert f"interventions/base/{figure}.png" in section
     assert "Logit lens" in section and "interventions skipped" not in section
+    assert "On the repeated half" in section and "the median other head" in section
+    # the induction probe reads the run's own repeated tokens
+    assert "on the run's own validation data" in report[:report.index("## What each part does")]
+    assert "| seed | layer | head 0 | head 1 |" in section  # repeated-half Δ per layer × head
 
     out = tmp_path / "probe"
     assert main(["probe", str(trained_run), "--what", "heads", "--what", "lens",
@@ -292,8 +325,10 @@ def test_report_section_and_probe_command(trained_run: Path, tmp_path: Path, cap
     printed = capsys.readouterr().out
     assert "zero-ablation" in printed and "mean-ablation" in printed and "logit lens" in printed
     assert "block knockout" not in printed and "patching" not in printed
+    assert "Δ loss on the repeated tokens, mean-ablation" in printed
     numbers = json.loads((out / "interventions.json").read_text())
     assert numbers["lens"][-1] == numbers["baseline"]
+    assert np.array(numbers["halves_mean"]).shape == (2, 2, 2)  # layers × heads × parts
     assert sorted(p.name for p in out.glob("*.png")) == ["depth.png", "heads.png"]
     assert main(["probe", str(trained_run), "--what", "patch", "--batches", "1"]) == 0
     assert "share of that gap restored" in capsys.readouterr().out
