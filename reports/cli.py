@@ -48,9 +48,9 @@ def report_command(paths: list[str], out: str | None, title: str | None,
                    bench: str | None = None, study: str | None = None,
                    reference: list[str] | None = None, *, probes: bool = True) -> int:
     """`tzoo report PATH... [--out DIR] [--title T] [--bench FILE] [--study JOURNAL[:NAME]]
-    [--reference AXIS=VALUE ...] [--no-probes]`: build the report, print where it is. A `bench.json` written
-    by `tzoo bench` and a sweep's results beside the runs (its `study.journal`, else its
-    `study.json`) are picked up without being named."""
+    [--reference AXIS=VALUE ...] [--no-probes]`: build the report, print where it is. A
+    `bench.json` written by `tzoo bench` and a sweep's results beside the runs (its
+    `study.journal`, else its `study.json`) are picked up without being named."""
     if not paths:
         raise ConfigError("tzoo report needs at least one run or experiment directory")
     out_dir = Path(out) if out else default_out(paths)
