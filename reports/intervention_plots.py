@@ -47,6 +47,9 @@ def _map(ax, values: np.ndarray, norm, cmap: str, rows: list[str]):
     """One annotated layer × head map; returns the image for a colour bar."""
     image = ax.imshow(values, cmap=cmap, norm=norm, aspect="auto")
     for (row, head), value in np.ndenumerate(values):
+        if not np.isfinite(value):
+            ax.text(head, row, "n/a", ha="center", va="center", fontsize=7)
+            continue
         dark = abs(float(norm(value)) - 0.5) > 0.3  # white text on the deep colours
         ax.text(head, row, f"{value:+.3f}", ha="center", va="center", fontsize=7,
                 color="white" if dark else "black")
@@ -64,13 +67,16 @@ def heads_figure(results: Sequence[Interventions], path: Path) -> Path | None:
     shown = knocked or patched
     if not shown:
         return None
+    first = shown[0]
     grids: list[tuple[str, list[np.ndarray | None]]] = []
     if knocked:
         grids += [("zero-ablation Δ loss", [r.zero for r in shown]),
                   ("mean-ablation Δ loss", [r.mean for r in shown])]
     if patched:
-        grids.append(("patching: share restored", [r.restored for r in shown]))
-    first = shown[0]
+        # a seed whose corrupted input did not raise the loss has no share to show: blank map
+        blank = np.full((len(first.attention), first.heads), np.nan)
+        grids.append(("patching: share restored",
+                      [blank if r.restored is None else r.restored for r in shown]))
     width = len(shown) * (0.7 * first.heads + 1.0) + 2.2
     height = len(grids) * (0.5 * len(first.attention) + 0.9) + 1.0
     fig = _figure(width, height)

@@ -340,3 +340,21 @@ def test_probe_command_refuses_bad_input(trained_run: Path, tmp_path: Path, caps
     assert main(["probe", str(tmp_path / "nothing")]) == 2
     assert "no final checkpoint" in capsys.readouterr().err
     assert main(["probe", str(trained_run), "--batches", "0"]) == 2
+
+
+def test_head_maps_draw_a_seed_whose_patching_gap_vanished(tmp_path: Path) -> None:
+    """One seed's corrupted input did not raise its loss (no share restored to show) while
+    another's did: the figure still draws, the first seed's patching map left blank."""
+    from tzoo.reports.intervention_plots import heads_figure
+    from tzoo.reports.interventions import Interventions
+
+    def seed(number: int, corrupt: float) -> Interventions:
+        grid = np.arange(8, dtype=float).reshape(2, 4) / 10
+        return Interventions(baseline=2.0, seed=number, attention=["0", "1"], heads=4,
+                             zero=grid, mean=grid / 2, patch_clean=2.0,
+                             patch_corrupt=corrupt, patched=np.full((2, 4), 2.05))
+
+    results = [seed(0, corrupt=1.9), seed(1, corrupt=2.2)]
+    assert results[0].restored is None and results[1].restored is not None
+    path = heads_figure(results, tmp_path / "heads.png")
+    assert path is not None and path.stat().st_size > 0
