@@ -51,9 +51,23 @@ def _save(fig: Figure, path: Path) -> Path:
     return path
 
 
+#: the validation loss on tokens seen earlier in their document (recipes/language_modeling.py)
+REPEAT = "val/loss_repeat"
+
+
 def _curves(runs: Sequence[Run]) -> dict[str, dict[str, Any]]:
     # Cached per run id within one call: a metrics.csv is read once per figure at most.
     return {r.run_id: read_curves(r.metrics_csv) for r in runs}
+
+
+def curve_panels(per_group: Sequence[dict[str, Any]]) -> list[tuple[str, str]]:
+    """The loss panels to draw: training and validation loss, and where runs split the
+    validation loss into the tokens seen earlier in their document (`eval.repeat_loss`), the
+    repeated tokens' loss, whose sudden fall is the phase change of an induction head."""
+    panels = [("train/loss", "training loss"), ("val/loss", "validation loss")]
+    if any(REPEAT in curves for group in per_group for curves in group.values()):
+        panels.append((REPEAT, "validation loss, repeated tokens"))
+    return panels
 
 
 def loss_curves(groups: Sequence[VariantGroup], path: Path) -> Path | None:
@@ -62,12 +76,12 @@ def loss_curves(groups: Sequence[VariantGroup], path: Path) -> Path | None:
     Runs that did not complete (diverged, interrupted) are drawn as thin dashed lines in their
     variant's colour: where a run blew up is part of the story.
     """
-    panels = [("train/loss", "training loss"), ("val/loss", "validation loss")]
-    fig = _new(11, 4.2)
-    axes = fig.subplots(1, 2)
+    per_group = [_curves(group.runs) for group in groups]
+    panels = curve_panels(per_group)
+    fig = _new(5.5 * len(panels), 4.2)
+    axes = fig.subplots(1, len(panels))
     drawn = False
-    for gi, group in enumerate(groups):
-        curves = _curves(group.runs)
+    for gi, (group, curves) in enumerate(zip(groups, per_group, strict=True)):
         for ax, (metric, _) in zip(axes, panels, strict=True):
             done = [curves[r.run_id][metric] for r in group.completed
                     if metric in curves[r.run_id]]

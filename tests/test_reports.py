@@ -533,3 +533,15 @@ def test_run_list_shows_directories_relative_to_where_the_report_ran(tmp_path: P
     monkeypatch.chdir(tmp_path)
     text = build_report(["rel"], tmp_path / "out", probes=False).read_text()
     assert "| `rel/r-s0` |" in text and str(tmp_path) not in _section(text, "All runs")
+
+
+def test_runs_that_split_repeated_tokens_get_the_phase_change_panel():
+    """Where any run records `val/loss_repeat` (eval.repeat_loss), the loss curves gain a panel
+    of it: the induction study's phase change is that curve."""
+    from tzoo.reports.plots import curve_panels
+
+    plain = [{"run-a": {"train/loss": [], "val/loss": []}}]
+    assert [metric for metric, _ in curve_panels(plain)] == ["train/loss", "val/loss"]
+    split = [*plain, {"run-b": {"val/loss": [], "val/loss_repeat": []}}]
+    assert [metric for metric, _ in curve_panels(split)] == ["train/loss", "val/loss",
+                                                             "val/loss_repeat"]
