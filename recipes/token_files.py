@@ -42,6 +42,7 @@ from tzoo.components.errors import ConfigError
 from .corpora import CORPUS_KEY
 from .corpora.files import resolve_files
 from .corpora.splits import split_name
+from .store.cache import cache_folder
 from .tokenization import (
     N_SPECIAL,
     UNK_ID,
@@ -121,11 +122,8 @@ class MappedTokens:
 
 
 def token_root() -> Path:
-    configured = os.environ.get(ROOT_VARIABLE)
-    if configured:
-        return Path(configured).expanduser()
-    cache_home = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(cache_home) / "tzoo" / "tokens"
+    """The folder token files are kept in (TZOO_TOKEN_DIR, else the user's cache)."""
+    return cache_folder(ROOT_VARIABLE, "tokens")
 
 
 def split_files(uri: str, task: str, mode: Any) -> dict[str, list[Path]] | None:

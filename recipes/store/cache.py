@@ -30,13 +30,19 @@ MANIFEST = ".sha256.json"
 STATES = ("ok", "missing", "corrupt", "unchecked")
 
 
-def data_root() -> Path:
-    """The folder datasets are cached in (or prepared in, when TZOO_DATA_DIR says so)."""
-    configured = os.environ.get(ROOT_VARIABLE)
+def cache_folder(variable: str, leaf: str) -> Path:
+    """The folder the environment `variable` names, else `$XDG_CACHE_HOME/tzoo/<leaf>` (by
+    default `~/.cache/tzoo/<leaf>`): where the suite keeps what it downloads or derives."""
+    configured = os.environ.get(variable)
     if configured:
         return Path(configured).expanduser()
     cache_home = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(cache_home) / "tzoo" / "datasets"
+    return Path(cache_home) / "tzoo" / leaf
+
+
+def data_root() -> Path:
+    """The folder datasets are cached in (or prepared in, when TZOO_DATA_DIR says so)."""
+    return cache_folder(ROOT_VARIABLE, "datasets")
 
 
 def dataset_dir(entry: Dataset, root: Path | None = None) -> Path:
