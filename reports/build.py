@@ -18,12 +18,15 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from . import intervention_section, sections
+from tzoo.components.errors import ConfigError
+
+from . import intervention_section, judged_by, sections, tuned
 from .document import Block, to_markdown
 from .html_page import to_html
 from .overview import overview
 from .probe_runner import Loader
 from .runs import Run, group_by_variant, load_runs
+from .stats import metric_names
 from .study import StudyInput, resolve_studies
 
 REPORT_MD = "report.md"
@@ -35,16 +38,29 @@ def default_title(runs: Iterable[Run]) -> str:
     return f"Ablation report: {', '.join(experiments)}" if experiments else "Ablation report"
 
 
+def judged_metric(runs: list[Run]) -> str:
+    """The metric the runs are judged by, among those they recorded (val/loss for an LM)."""
+    present = metric_names([r for r in runs if r.completed])
+    leading = judged_by.leading(runs, present)
+    if not leading:
+        raise ConfigError("no completed run recorded the metric these runs are judged by",
+                          key="--shared")
+    return leading[0]
+
+
 def assemble(runs: list[Run], out_dir: Path, *, title: str, command: str,
              study: StudyInput | None = None, bench: Any = None, probes: bool = True,
              probe_loader: Loader | None = None,
-             reference: dict[str, Any] | None = None) -> list[Block]:
+             reference: dict[str, Any] | None = None,
+             shared: dict[str, Any] | None = None) -> list[Block]:
     """All sections as document blocks (figures are written under `out_dir` on the way)."""
     generated = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     plot_dir = out_dir / "plots"
     blocks = sections.header(runs, title, command, generated)
     blocks += overview(runs, out_dir, plot_dir)
     blocks += sections.all_results(runs, out_dir, plot_dir, reference)
+    if shared:
+        blocks += tuned.section(runs, shared, judged_metric(runs), plot_dir, out_dir)
     blocks += sections.not_completed(runs)
     if bench is not None:
         blocks += sections.bench_section(sections.load_bench(bench))
@@ -66,7 +82,8 @@ def build_report(run_dirs: Iterable[str | Path], out_dir: str | Path, *,
                  title: str | None = None, command: str | None = None,
                  study: StudyInput | None = None, bench: Any = None,
                  probes: bool = True, probe_loader: Loader | None = None,
-                 reference: dict[str, Any] | None = None) -> Path:
+                 reference: dict[str, Any] | None = None,
+                 shared: dict[str, Any] | None = None) -> Path:
     """Write report.md, index.html and figures for the runs under `run_dirs`.
 
     `run_dirs` may name run directories, experiment directories or globs. `command` is shown
@@ -75,7 +92,9 @@ def build_report(run_dirs: Iterable[str | Path], out_dir: str | Path, *,
     folder, journal, study.json or database URL, or (one of those, study name).
     `bench`: a `tzoo bench` JSON file (or its rows). `probes=False` skips loading checkpoints.
     `reference`: {axis: value} to compare each variant with (default: the experiment's
-    `ablate.reference`, else the base).
+    `ablate.reference`, else the base). `shared`: {key: value} of a setting the variants were
+    also run at their own best values of (a tuned learning rate): adds the shared-or-tuned
+    section (tuned.py).
     Returns the path of report.md.
     """
     run_dirs = [str(p) for p in run_dirs]
@@ -83,6 +102,8 @@ def build_report(run_dirs: Iterable[str | Path], out_dir: str | Path, *,
     runs = load_runs(run_dirs)
     if reference:  # a wrong axis or value is refused before anything is written
         group_by_variant([r for r in runs if r.has_summary], reference)
+    if shared:
+        tuned.families(runs, shared, judged_metric(runs))
     out.mkdir(parents=True, exist_ok=True)
     # The figure folders are the builder's own: clear them so that no figure of an earlier
     # build (a variant since renamed, a data set since split) outlives it. Anything else in
@@ -93,7 +114,8 @@ def build_report(run_dirs: Iterable[str | Path], out_dir: str | Path, *,
     if command is None:
         command = shlex.join(["tzoo", "report", *run_dirs, "--out", str(out_dir)])
     blocks = assemble(runs, out, title=title, command=command, study=study, bench=bench,
-                      probes=probes, probe_loader=probe_loader, reference=reference)
+                      probes=probes, probe_loader=probe_loader, reference=reference,
+                      shared=shared)
     report = out / REPORT_MD
     report.write_text(to_markdown(blocks), encoding="utf-8")
     (out / INDEX_HTML).write_text(to_html(blocks, out, title), encoding="utf-8")

@@ -46,11 +46,12 @@ def _found_beside(paths: list[str], *names: str) -> Path | None:
 
 def report_command(paths: list[str], out: str | None, title: str | None,
                    bench: str | None = None, study: str | None = None,
-                   reference: list[str] | None = None, *, probes: bool = True) -> int:
+                   reference: list[str] | None = None, *, probes: bool = True,
+                   shared: list[str] | None = None) -> int:
     """`tzoo report PATH... [--out DIR] [--title T] [--bench FILE] [--study JOURNAL[:NAME]]
-    [--reference AXIS=VALUE ...] [--no-probes]`: build the report, print where it is. A
-    `bench.json` written by `tzoo bench` and a sweep's results beside the runs (its
-    `study.journal`, else its `study.json`) are picked up without being named."""
+    [--reference AXIS=VALUE ...] [--shared KEY=VALUE ...] [--no-probes]`: build the report,
+    print where it is. A `bench.json` written by `tzoo bench` and a sweep's results beside the
+    runs (its `study.journal`, else its `study.json`) are picked up without being named."""
     if not paths:
         raise ConfigError("tzoo report needs at least one run or experiment directory")
     out_dir = Path(out) if out else default_out(paths)
@@ -58,8 +59,10 @@ def report_command(paths: list[str], out: str | None, title: str | None,
         ["--title", title] if title else []) + (["--bench", bench] if bench else []) + (
         ["--study", study] if study else []) + [
         arg for item in reference or () for arg in ("--reference", item)] + (
+        [arg for item in shared or () for arg in ("--shared", item)]) + (
         [] if probes else ["--no-probes"])
     reference_values = dict(parse_override(item) for item in reference or ()) or None
+    shared_values = dict(parse_override(item) for item in shared or ()) or None
     bench_input = bench or _found_beside(paths, "bench.json")
     study_input: object = None
     if study:
@@ -70,7 +73,7 @@ def report_command(paths: list[str], out: str | None, title: str | None,
         study_input = _found_beside(paths, *RESULT_FILES)
     report = build_report(paths, out_dir, title=title, command=_invocation(argv),
                           bench=bench_input, study=study_input, reference=reference_values,
-                          probes=probes)
+                          probes=probes, shared=shared_values)
     print(f"report: {report}")
     print(f"html:   {report.parent / 'index.html'}")
     return 0

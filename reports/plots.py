@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -323,4 +324,47 @@ def sweep_importances(importances: dict[str, float], path: Path) -> Path | None:
     ax.set_xlabel(f"importance ({IMPORTANCE_METHOD}, sums to 1)")
     ax.set_title("Hyperparameter importances", fontsize=10)
     ax.grid(alpha=0.3, axis="x")
+    return _save(fig, path)
+
+
+@dataclass(frozen=True)
+class SettingLine:
+    """One variant's metric at each value of a tuned setting: (value, its seeds' values)."""
+
+    name: str
+    points: list[tuple[float, list[float]]]
+    shared: float | None  # the setting every variant shares, marked with an open circle
+    best: float | None  # this variant's best setting, marked with a star
+
+
+def setting_curves(lines: Sequence[SettingLine], xlabel: str, ylabel: str,
+                   path: Path) -> Path | None:
+    """A metric against a tuned setting (the learning rate), one line per variant: mean over
+    seeds, bars from the lowest to the highest seed; a log axis when the values tried span a
+    factor of four or more."""
+    xs = [x for line in lines for x, _ in line.points]
+    if not any(len(line.points) > 1 for line in lines):
+        return None
+    fig = _new(6.4, 4.0)
+    ax = fig.add_subplot()
+    for index, line in enumerate(lines):
+        if not line.points:
+            continue
+        x = [v for v, _ in line.points]
+        mean = [float(np.mean(values)) for _, values in line.points]
+        spread = [[m - min(v) for m, (_, v) in zip(mean, line.points, strict=True)],
+                  [max(v) - m for m, (_, v) in zip(mean, line.points, strict=True)]]
+        ax.errorbar(x, mean, yerr=spread, color=color(index), marker="o", markersize=3,
+                    capsize=2, label=line.name)
+        for where, marker, size in ((line.shared, "o", 10), (line.best, "*", 12)):
+            if where in x:
+                face = "none" if marker == "o" else color(index)
+                ax.plot([where], [mean[x.index(where)]], marker=marker, markersize=size,
+                        color=color(index), markerfacecolor=face, linestyle="none")
+    if min(xs) > 0 and max(xs) / min(xs) >= 4:
+        ax.set_xscale("log", base=2)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
     return _save(fig, path)

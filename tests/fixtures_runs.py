@@ -29,10 +29,10 @@ FAILED_REASON = "CUDA out of memory while allocating 2.00 GiB"
 
 
 def variant_dict(name: str) -> dict[str, Any]:
+    """'a=x, b=y' -> {'a': 'x', 'b': 'y'}; the base variant has none."""
     if name == BASE:
         return {}
-    key, value = name.split("=")
-    return {key: value}
+    return dict(item.split("=") for item in name.split(", "))
 
 
 def write_metrics_csv(path: Path, final_val: float, steps: int = 100, *,

@@ -201,7 +201,7 @@ def _report(args: argparse.Namespace) -> int:
     from tzoo.reports.cli import report_command
 
     return report_command(args.runs, args.out, args.title, args.bench, args.study,
-                          args.reference, probes=not args.no_probes)
+                          args.reference, probes=not args.no_probes, shared=args.shared)
 
 
 def _probe(args: argparse.Namespace) -> int:
@@ -385,6 +385,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="compare each variant with the one that has this value on AXIS and "
                      "its own values on the other axes (repeatable; default: the experiment's "
                      "ablate.reference, else the base)")
+    sub.add_argument("--shared", action="append", metavar="KEY=VALUE",
+                     help="add a section with each variant at this shared setting and at its "
+                     "own best value of KEY among the runs, e.g. train.lr=0.002 for a sweep "
+                     "that tuned the learning rate per variant (repeatable)")
 
     sub = command("probe", _probe, "knock out heads and sublayers of one trained run, read "
                   "its logit lens, patch activations: the validation loss of each")
