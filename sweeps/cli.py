@@ -104,6 +104,11 @@ def validate_command(path: str, overrides: list[str], *, data: bool) -> int:
     print(f"{sweep.name}: sweep of {source} · {sweep.direction} {sweep.metric} · "
           f"{len(studies)} study(ies) x {sweep.n_trials} trials · {sweep.sampler.name} "
           f"sampler, {sweep.pruner.name} pruner -> {sweep.runs_dir}")
+    seeds = sweep.trial_seeds
+    steps = sweep.trial_config(studies[0], {})["train"]["steps"]
+    print(f"  at most {len(studies) * sweep.n_trials * len(seeds):,} runs of {steps:,} steps "
+          f"({len(seeds)} seed(s) a trial: {', '.join(map(str, seeds))}; pruning can stop "
+          "some early)")
     for param in sweep.space:
         print(f"  search {param.key}: {_describe(param)}")
     for study in studies:

@@ -116,6 +116,7 @@ def test_shipped_experiments_and_sweeps_by_name(capsys, tmp_path, monkeypatch):
     out = capsys.readouterr().out
     assert out.startswith("lr-placement: sweep of") and "2 study(ies) x 20 trials" in out
     assert "search train.lr: float in [0.0003, 0.03], log scale" in out
+    assert "at most 80 runs of 600 steps (2 seed(s) a trial: 0, 1;" in out
     assert main(["run", "quickstar"]) == 2
     err = capsys.readouterr().err
     assert "did you mean 'quickstart'" in err and "\n" not in err.strip()
