@@ -58,6 +58,15 @@ def _cli(*args: str, **popen) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **popen)
 
 
+def _wait_for_checkpoint(process: subprocess.Popen, out: Path, timeout: float = 240) -> None:
+    """Until the run under `out` has written its first periodic checkpoint."""
+    deadline = time.monotonic() + timeout
+    while not list(out.glob("*/checkpoints/last.ckpt")):
+        assert process.poll() is None, process.communicate()[0]
+        assert time.monotonic() < deadline, f"no checkpoint within {timeout:.0f} s"
+        time.sleep(0.02)
+
+
 def _finish(process: subprocess.Popen, timeout: float = 300) -> str:
     out, _ = process.communicate(timeout=timeout)
     assert process.returncode == 0, out
@@ -131,11 +140,7 @@ def test_killed_two_process_run_resumes_to_the_same_result(ddp):
     out = root / "killed" / "runs"
     process = _cli("run", str(two), "--out", str(out), start_new_session=True)
     try:
-        deadline = time.monotonic() + 240
-        while not list(out.glob("*/checkpoints/last.ckpt")):
-            assert process.poll() is None, process.communicate()[0]
-            assert time.monotonic() < deadline, "no checkpoint within 240 s"
-            time.sleep(0.02)
+        _wait_for_checkpoint(process, out)
         os.killpg(process.pid, signal.SIGKILL)
     finally:
         process.kill()
@@ -161,11 +166,7 @@ def test_sigterm_to_rank_zero_stops_every_process_at_one_step(ddp):
     out = root / "stopped" / "runs"
     process = _cli("run", str(two), "--out", str(out))
     try:
-        deadline = time.monotonic() + 240
-        while not list(out.glob("*/checkpoints/last.ckpt")):
-            assert process.poll() is None, process.communicate()[0]
-            assert time.monotonic() < deadline, "no checkpoint within 240 s"
-            time.sleep(0.02)
+        _wait_for_checkpoint(process, out)
         process.send_signal(signal.SIGTERM)
         output, _ = process.communicate(timeout=180)
     finally:
