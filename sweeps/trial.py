@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+from filelock import FileLock
 from optuna.trial import FrozenTrial, TrialState
 
 from tzoo.components.errors import ConfigError, unknown_choice
@@ -35,6 +36,7 @@ from .pruning import PruneOnValidation
 from .spec import StudySpec, Sweep
 
 TRIAL_FILE = "trial.json"
+LOCKS = ".locks"
 
 
 @dataclass
@@ -80,9 +82,10 @@ def run_trial(sweep: Sweep, study_spec: StudySpec, study: optuna.Study, trial: o
     try:
         with liveness.heartbeat(trial):
             for index, planned in enumerate(plans):
-                outcomes.append(run_one(planned.spec, planned.run_dir, sweep.name,
-                                        runs_root=sweep.runs_dir.parent,
-                                        callbacks=[pruner] if index == 0 else []))
+                with one_trainer(planned.run_dir):
+                    outcomes.append(run_one(planned.spec, planned.run_dir, sweep.name,
+                                            runs_root=sweep.runs_dir.parent,
+                                            callbacks=[pruner] if index == 0 else []))
                 if outcomes[-1].status != "completed":
                     break  # a diverged or failed seed decides the trial
     except optuna.TrialPruned as pruned:
@@ -99,6 +102,16 @@ def run_trial(sweep: Sweep, study_spec: StudySpec, study: optuna.Study, trial: o
         for planned in plans:
             record_trial(planned.run_dir, study.study_name, trial.number)
     return _tell(sweep, study, trial, outcomes)
+
+
+def one_trainer(run_dir: Path) -> FileLock:
+    """Held while a worker trains `run_dir`. Two trials can want the same run (a sampler that
+    proposes a point again while its first trial still trains): the second waits here, then
+    finds the run completed and takes its result, instead of two processes writing one
+    directory. The lock lives in runs/<sweep>/.locks/; the OS drops it if its worker dies."""
+    folder = run_dir.parent / LOCKS
+    folder.mkdir(parents=True, exist_ok=True)
+    return FileLock(str(folder / f"{run_dir.name}.lock"))
 
 
 def _tell(sweep: Sweep, study: optuna.Study, trial: optuna.Trial,

@@ -69,8 +69,11 @@ def open_study(sweep: Sweep, study: StudySpec, storage: optuna.storages.BaseStor
                           f"{loaded.direction.name.lower()}; use another name or storage",
                           key="direction", source=str(sweep.path))
     # Each worker, and each restart, draws different random numbers: the same seed would make
-    # them all propose the same first points.
-    seed = sweep.seed + 1000 * worker + len(loaded.trials)
+    # them all propose the same first points. Not the grid sampler: its trials record an index
+    # into the grid as *it* shuffled it with its seed, so every worker must shuffle alike, or
+    # two workers' indices name the same point and another point is never run.
+    seed = sweep.seed if sweep.sampler.name == "grid" else \
+        sweep.seed + 1000 * worker + len(loaded.trials)
     loaded.sampler = make_sampler(sweep.sampler, sweep.space, seed)
     if not loaded.user_attrs:
         loaded.set_user_attr("sweep", sweep.name)

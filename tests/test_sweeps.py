@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,8 @@ from tzoo.sweeps import load_study, load_sweep, read_study
 from tzoo.sweeps.export import best_experiment
 from tzoo.sweeps.space import parse_space
 from tzoo.sweeps.storage import resolve_storage
+from tzoo.sweeps.trial import one_trainer, plan_trial, run_trial
+from tzoo.sweeps.worker import open_study, prepare
 
 REPO = Path(__file__).resolve().parents[1]
 COUNTED = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -397,3 +400,51 @@ def test_more_seeds_per_trial_than_the_experiment_has_exits_2(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "seeds_per_trial" in err and "[0]" in err
     assert not (tmp_path / "runs" / "sw").exists()
+
+
+def test_grid_workers_share_one_shuffle_so_every_point_runs_once(tmp_path):
+    """A grid trial records an index into the grid as its sampler shuffled it (by seed): two
+    workers asking in turn must get four different points of a four-point grid, not one
+    point twice and another never (lr-ffn's first sweep ran 8e-3 twice and 1.6e-2 never)."""
+    choices = [0.002, 0.004, 0.008, 0.016]
+    path = write_sweep(tmp_path, sampler="grid", pruner="none",
+                       space={"train.lr": {"type": "categorical", "choices": choices}})
+    sweep = load_sweep(str(path), [])
+    storage = prepare(sweep).open()
+    (spec,) = sweep.studies()
+    workers = [open_study(sweep, spec, storage, worker=index) for index in (0, 1)]
+    asked = [workers[number % 2].ask() for number in range(4)]
+    values = [trial.suggest_categorical("train.lr", choices) for trial in asked]
+    assert sorted(values) == choices
+
+
+def test_a_run_is_trained_by_one_trial_at_a_time(tmp_path):
+    """Two trials that want the same run (a sampler may propose a point again while its first
+    trial still trains) never write one run directory at once: the second waits for the run's
+    lock, then takes the finished run."""
+    path = write_sweep(tmp_path, sampler="random", pruner="none", n_trials=1,
+                       space={"train.lr": {"type": "categorical", "choices": [0.01]}})
+    sweep = load_sweep(str(path), [])
+    storage = prepare(sweep).open()
+    (spec,) = sweep.studies()
+    planned = plan_trial(sweep, spec, {"train.lr": 0.01})
+    written_while_held: list[bool] = []
+    held = threading.Event()
+
+    def other_worker() -> None:  # holds the run for 3 s, as a worker training it would
+        with one_trainer(planned.run_dir):
+            held.set()
+            time.sleep(3)
+            written_while_held.append((planned.run_dir / "metrics.csv").exists()
+                                      or (planned.run_dir / "config.yaml").exists())
+
+    thread = threading.Thread(target=other_worker)
+    thread.start()
+    held.wait(10)
+    study_ = open_study(sweep, spec, storage)
+    frozen = run_trial(sweep, spec, study_, study_.ask())
+    thread.join()
+    assert written_while_held == [False]
+    assert frozen.state == TrialState.COMPLETE
+    assert rundir.read_summary(planned.run_dir).status == "completed"
+    assert (tmp_path / "runs" / "sw" / ".locks" / f"{planned.run_dir.name}.lock").exists()
