@@ -33,6 +33,7 @@ class Cell:
     setting: str
     values: list[float]
     summary: Summary | None
+    x: float | None = None  # the setting as a number, when it is one numeric key
 
 
 @dataclass
@@ -63,19 +64,18 @@ def _family_name(group: VariantGroup, keys: Sequence[str]) -> str:
 
 
 def _number_first(value: str) -> tuple[int, float, str]:
+    """Numbers in numeric order (1e-3 before 2e-3), then names."""
     try:
         return (0, float(value), value)
     except ValueError:
         return (1, 0.0, value)
 
 
-def _sort_key(setting: str) -> tuple[Any, ...]:
-    """Settings in numeric order where their values are numbers (1e-3 before 2e-3)."""
-    parts = [part.partition("=")[2] for part in setting.split(", ")]
-    try:
-        return (0, *[float(p) for p in parts])
-    except ValueError:
-        return (1, setting)
+def _numeric(group: VariantGroup, keys: Sequence[str]) -> float | None:
+    if len(keys) != 1:
+        return None
+    kind, number, _ = _number_first(_value(group, keys[0]))
+    return number if kind == 0 else None
 
 
 def families(runs: Sequence[Run], shared: dict[str, Any], metric: str) -> list[Family]:
@@ -93,16 +93,18 @@ def families(runs: Sequence[Run], shared: dict[str, Any], metric: str) -> list[F
         name = _family_name(group, keys)
         family = by_name.setdefault(name, Family(name, []))
         values = metric_values(group.runs, metric)
-        family.cells.append(Cell(_setting(group, keys), values, summarise(values)))
+        family.cells.append(Cell(_setting(group, keys), values, summarise(values),
+                                 _numeric(group, keys)))
     for family in by_name.values():
-        family.cells.sort(key=lambda c: _sort_key(c.setting))
+        family.cells.sort(key=lambda c: (c.x is None, c.x or 0.0, c.setting))
         family.shared = next((c for c in family.cells if c.setting == wanted), None)
         measured = [c for c in family.cells if c.summary is not None]
         for cell in measured:
             if family.best is None or better(metric, cell.summary.mean,
                                              family.best.summary.mean) == -1:
                 family.best = cell
-        ends = (measured[0], measured[-1]) if len(measured) > 2 else ()
+        # With two values tried, the best is always at an edge: flagged too, as it should be.
+        ends = (measured[0], measured[-1]) if len(measured) >= 2 else ()
         family.at_edge = family.best is not None and any(family.best is c for c in ends)
     return sorted(by_name.values(), key=lambda f: f.name)
 
@@ -208,16 +210,9 @@ def _cell_text(cell: Cell | None) -> str:
 
 def tuning_curves(items: list[Family], metric: str, path: Path) -> Path | None:
     """The metric against the one tuned setting, a line per variant (numeric settings only)."""
-    lines = []
-    for family in items:
-        points = []
-        for cell in family.cells:
-            key = _sort_key(cell.setting)
-            if cell.summary is not None and key[0] == 0 and len(key) == 2:
-                points.append((key[1], cell.values))
-        marks = [_sort_key(c.setting)[1] if c is not None else None
-                 for c in (family.shared, family.best)]
-        lines.append(plots.SettingLine(family.name, points, *marks))
+    lines = [plots.SettingLine(
+        family.name, [(c.x, c.values) for c in family.cells if c.x is not None and c.values],
+        family.shared.x if family.shared else None, family.best.x if family.best else None)
+        for family in items]
     xlabel = items[0].cells[0].setting.partition("=")[0] if items else ""
-    return plots.setting_curves(lines, xlabel, f"{metric} ({direction_word(metric)})",
-                                path)
+    return plots.setting_curves(lines, xlabel, f"{metric} ({direction_word(metric)})", path)
