@@ -41,6 +41,8 @@ def sweep_command(args: argparse.Namespace) -> int:
     print(f"{sweep.name}: {len(sweep.studies())} study(ies) x {sweep.n_trials} trials · "
           f"{sweep.sampler.name} sampler, {sweep.pruner.name} pruner · {args.workers} "
           f"worker(s) · storage {storage.label} · runs in {sweep.runs_dir}", flush=True)
+    if sweep.grid_note:
+        print(sweep.grid_note, flush=True)
     code = 0
     try:
         if args.workers == 1:
@@ -109,6 +111,8 @@ def validate_command(path: str, overrides: list[str], *, data: bool) -> int:
     print(f"  at most {len(studies) * sweep.n_trials * len(seeds):,} runs of {steps:,} steps "
           f"({len(seeds)} seed(s) a trial: {', '.join(map(str, seeds))}; pruning can stop "
           "some early)")
+    if sweep.grid_note:
+        print(f"  {sweep.grid_note}")
     for param in sweep.space:
         print(f"  search {param.key}: {_describe(param)}")
     for study in studies:

@@ -85,6 +85,18 @@ class Sweep:
         return Path(self.experiment.base.get("runs_dir", "runs")) / self.name
 
     @property
+    def grid_note(self) -> str:
+        """For a grid that n_trials does not cover, which is easy to miss after widening the
+        grid: what is left out. '' otherwise."""
+        if self.sampler.name != "grid":
+            return ""
+        size = grid_size(self.space)
+        if self.n_trials >= size:
+            return ""
+        return (f"note: the grid has {size} points and n_trials is {self.n_trials}: each study "
+                f"runs {self.n_trials} of them, chosen at random (n_trials: {size} runs them all)")
+
+    @property
     def run_seed(self) -> int:
         return self.experiment.seeds[0]
 

@@ -448,3 +448,17 @@ def test_a_run_is_trained_by_one_trial_at_a_time(tmp_path):
     assert frozen.state == TrialState.COMPLETE
     assert rundir.read_summary(planned.run_dir).status == "completed"
     assert (tmp_path / "runs" / "sw" / ".locks" / f"{planned.run_dir.name}.lock").exists()
+
+
+def test_a_grid_that_n_trials_does_not_cover_is_said(tmp_path, capsys):
+    """Widening a grid without raising n_trials leaves points out at random: validate and
+    sweep say so (lr-ffn's 5-point grid first ran with n_trials 4)."""
+    space = {"train.lr": {"type": "categorical", "choices": [0.001, 0.01, 0.1]}}
+    path = write_sweep(tmp_path, sampler="grid", pruner="none", n_trials=2, space=space)
+    assert main(["validate", str(path)]) == 0
+    assert ("note: the grid has 3 points and n_trials is 2: each study runs 2 of them"
+            in capsys.readouterr().out)
+    path = write_sweep(tmp_path, name="whole", sampler="grid", pruner="none", n_trials=3,
+                       space=space)
+    assert main(["validate", str(path)]) == 0
+    assert "note: the grid" not in capsys.readouterr().out
