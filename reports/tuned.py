@@ -97,8 +97,8 @@ def families(runs: Sequence[Run], shared: dict[str, Any], metric: str) -> list[F
                                  _numeric(group, keys)))
     for family in by_name.values():
         family.cells.sort(key=lambda c: (c.x is None, c.x or 0.0, c.setting))
-        family.shared = next((c for c in family.cells if c.setting == wanted), None)
-        measured = [c for c in family.cells if c.summary is not None]
+        measured = [c for c in family.cells if c.summary is not None]  # runs still training
+        family.shared = next((c for c in measured if c.setting == wanted), None)
         for cell in measured:
             if family.best is None or better(metric, cell.summary.mean,
                                              family.best.summary.mean) == -1:

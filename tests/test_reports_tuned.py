@@ -105,3 +105,21 @@ def test_bad_shared_setting_is_refused_before_writing(tmp_path: Path, flag: str,
     err = capsys.readouterr().err
     assert code == 2 and expected in err and "--shared" in err and "Traceback" not in err
     assert not out.exists()
+
+
+def test_a_setting_still_training_is_left_out(tmp_path: Path) -> None:
+    """Runs without a final metric yet (a sweep in progress) make no cell: GELU's shared runs
+    still train, so it has no shared figure and takes part in no comparison."""
+    experiment = _grid(tmp_path / "runs", GRID)
+    for seed in (0, 1):
+        write_run(tmp_path / "runs", "lr-ffn", f"gelu-0.002-running-s{seed}",
+                  variant="model.ffn=gelu, train.lr=0.002", seed=seed + 2, status="running",
+                  metrics={})
+    for seed in (0, 1):
+        (experiment / f"gelu-0.002-s{seed}").rename(tmp_path / f"moved-{seed}")
+    relu, gelu = sorted(families(load_runs([experiment]), {"train.lr": 0.002}, "val/loss"),
+                        key=lambda f: f.name != "model.ffn=relu")
+    assert gelu.shared is None and gelu.best is not None and relu.shared is not None
+    out = tmp_path / "report"
+    build_report([experiment], out, shared={"train.lr": 0.002}, probes=False)
+    assert "No pair of variants changes order" in _section((out / "report.md").read_text())
