@@ -168,7 +168,8 @@ def section(runs: Sequence[Run], shared: dict[str, Any], metric: str, plot_dir: 
             difference = shared_cell.summary.mean - best.summary.mean
             gain = fmt.signed(difference) if difference else "0"
         note = "best at the edge of the values tried" if family.at_edge else (
-            "one value tried" if len(family.cells) == 1 else "")
+            "one value measured" if sum(c.summary is not None for c in family.cells) == 1
+            else "")
         rows.append([
             f"`{family.name}`",
             _cell_text(shared_cell), str(at_shared.get(family.name, "—")),
