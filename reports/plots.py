@@ -363,6 +363,9 @@ def setting_curves(lines: Sequence[SettingLine], xlabel: str, ylabel: str,
                         color=color(index), markerfacecolor=face, linestyle="none")
     if min(xs) > 0 and max(xs) / min(xs) >= 4:
         ax.set_xscale("log", base=2)
+    ticks = sorted(set(xs))
+    ax.set_xticks(ticks, [f"{x:g}" for x in ticks])  # the values tried, as written
+    ax.minorticks_off()
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
