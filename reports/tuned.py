@@ -156,7 +156,10 @@ def section(runs: Sequence[Run], shared: dict[str, Any], metric: str, plot_dir: 
         Paragraph(f"Each variant at the shared setting {label} and at the value of {keys} that "
                   f"was best for it among those tried (by the mean `{metric}` over seeds, "
                   f"{direction_word(metric)}). Tuning gain: shared minus tuned. The "
-                  "p-values are Welch's t-test across seeds."),
+                  "p-values are Welch's t-test across seeds. A tuned figure is the best of "
+                  "several means, so it flatters its variant by selection, the more so the "
+                  "fewer the seeds and the closer the settings: rerunning each variant at its "
+                  "best setting on fresh seeds measures it without that bias."),
     ]
     at_shared = _rank(items, lambda f: f.shared, metric)
     tuned = _rank(items, lambda f: f.best, metric)
