@@ -44,6 +44,11 @@ def _found_beside(paths: list[str], *names: str) -> Path | None:
     return None
 
 
+def _repeated(flag: str, items: list[str] | None) -> list[str]:
+    """A repeatable flag as typed: --flag A --flag B."""
+    return [arg for item in items or () for arg in (flag, item)]
+
+
 def report_command(paths: list[str], out: str | None, title: str | None,
                    bench: str | None = None, study: str | None = None,
                    reference: list[str] | None = None, *, probes: bool = True,
@@ -57,10 +62,8 @@ def report_command(paths: list[str], out: str | None, title: str | None,
     out_dir = Path(out) if out else default_out(paths)
     argv = ["tzoo", "report", *paths] + (["--out", out] if out else []) + (
         ["--title", title] if title else []) + (["--bench", bench] if bench else []) + (
-        ["--study", study] if study else []) + [
-        arg for item in reference or () for arg in ("--reference", item)] + (
-        [arg for item in shared or () for arg in ("--shared", item)]) + (
-        [] if probes else ["--no-probes"])
+        ["--study", study] if study else []) + _repeated("--reference", reference) + (
+        _repeated("--shared", shared)) + ([] if probes else ["--no-probes"])
     reference_values = dict(parse_override(item) for item in reference or ()) or None
     shared_values = dict(parse_override(item) for item in shared or ()) or None
     bench_input = bench or _found_beside(paths, "bench.json")

@@ -223,7 +223,7 @@ def group_by_variant(runs: Sequence[Run],
     return groups
 
 
-def _axis_value(group: VariantGroup, axis: str) -> str:
+def axis_value(group: VariantGroup, axis: str) -> str:
     """The group's value on `axis`: from its variant, else from its runs' configuration."""
     if axis in group.variant:
         return short_value(group.variant[axis])
@@ -231,14 +231,20 @@ def _axis_value(group: VariantGroup, axis: str) -> str:
     return short_value(get_dotted(config, axis))
 
 
+def axis_values(groups: Sequence[VariantGroup]) -> dict[str, set[str]]:
+    """Every ablated axis of the groups (their variants' keys) -> the values they take on it."""
+    axes = {axis for group in groups for axis in group.variant}
+    return {axis: {axis_value(group, axis) for group in groups} for axis in axes}
+
+
 def assign_references(groups: Sequence[VariantGroup], reference: dict[str, Any]) -> None:
     """Compare each group with the group that has the `reference` values on those axes and
     this group's values on every other ablated axis: in a grid of residual × depth with
     reference {model.residual: add}, `none, 6 layers` is compared with `add, 6 layers`."""
-    axes = {axis for g in groups for axis in g.variant}
-    check_reference(reference, {a: sorted({_axis_value(g, a) for g in groups}) for a in axes},
-                    "--reference")
-    cells = {g.name: {a: _axis_value(g, a) for a in axes | set(reference)} for g in groups}
+    values = axis_values(groups)
+    check_reference(reference, {a: sorted(v) for a, v in values.items()}, "--reference")
+    cells = {g.name: {a: axis_value(g, a) for a in values.keys() | set(reference)}
+             for g in groups}
     wanted = {a: short_value(v) for a, v in reference.items()}
     for group in groups:
         cell = cells[group.name]

@@ -17,12 +17,12 @@ from itertools import combinations
 from pathlib import Path
 from typing import Any
 
-from tzoo.recipes.experiment import check_reference, get_dotted, short_value
+from tzoo.recipes.experiment import check_reference, short_value
 
 from . import fmt, plots
 from .direction import better, direction_word, lower_is_better
 from .document import Block, Bullets, Heading, Image, Note, Paragraph, Table
-from .runs import Run, VariantGroup, group_by_variant
+from .runs import Run, VariantGroup, axis_value, axis_values, group_by_variant
 from .stats import Summary, metric_values, summarise, welch
 
 
@@ -47,15 +47,8 @@ class Family:
     at_edge: bool = False
 
 
-def _value(group: VariantGroup, key: str) -> str:
-    if key in group.variant:
-        return short_value(group.variant[key])
-    config = next((r.config for r in group.runs if r.config), None) or {}
-    return short_value(get_dotted(config, key))
-
-
 def _setting(group: VariantGroup, keys: Sequence[str]) -> str:
-    return ", ".join(f"{key}={_value(group, key)}" for key in keys)
+    return ", ".join(f"{key}={axis_value(group, key)}" for key in keys)
 
 
 def _family_name(group: VariantGroup, keys: Sequence[str]) -> str:
@@ -74,7 +67,7 @@ def _number_first(value: str) -> tuple[int, float, str]:
 def _numeric(group: VariantGroup, keys: Sequence[str]) -> float | None:
     if len(keys) != 1:
         return None
-    kind, number, _ = _number_first(_value(group, keys[0]))
+    kind, number, _ = _number_first(axis_value(group, keys[0]))
     return number if kind == 0 else None
 
 
@@ -84,8 +77,8 @@ def families(runs: Sequence[Run], shared: dict[str, Any], metric: str) -> list[F
     groups = group_by_variant([r for r in runs if r.has_summary])
     keys = list(shared)
     # The keys that can be tuned are those the runs vary (their variants' axes).
-    axes = {axis for group in groups for axis in group.variant}
-    tried = {axis: sorted({_value(g, axis) for g in groups}, key=_number_first) for axis in axes}
+    tried = {axis: sorted(values, key=_number_first)
+             for axis, values in axis_values(groups).items()}
     check_reference(shared, tried, "--shared")
     wanted = ", ".join(f"{key}={short_value(value)}" for key, value in shared.items())
     by_name: dict[str, Family] = {}
