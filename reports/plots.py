@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 from matplotlib import colormaps
+from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
@@ -44,6 +45,35 @@ def _new(width: float, height: float) -> Figure:
     fig = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
     FigureCanvasAgg(fig)
     return fig
+
+
+#: a legend with more entries than this goes below the panels, in columns: inside a panel, a
+#: sweep's 36 variants covered every line and squeezed the axes to nothing
+INSET_LEGEND_MAX = 12
+
+
+def legend(fig: Figure, axes: Sequence[Axes], fontsize: float = 7) -> None:
+    """Label the lines of every panel: a legend in each panel when the list is short, else one
+    legend for the whole figure below its panels, the figure made taller to hold it."""
+    entries: dict[str, Any] = {}
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            entries.setdefault(label, handle)
+    if not entries:
+        return
+    if len(entries) <= INSET_LEGEND_MAX:
+        for ax in axes:
+            if ax.lines:
+                ax.legend(fontsize=fontsize)
+        return
+    width, height = fig.get_size_inches()
+    # A column is as wide as its longest label (about 0.55 em a character) plus the line sample.
+    column = 0.55 * fontsize / 72 * max(map(len, entries)) + 0.6
+    columns = max(1, min(len(entries), int(width // column)))
+    rows = math.ceil(len(entries) / columns)
+    fig.set_size_inches(width, height + rows * 1.45 * fontsize / 72 + 0.3)
+    fig.legend(list(entries.values()), list(entries), loc="outside lower center",
+               ncols=columns, fontsize=fontsize)
 
 
 def _save(fig: Figure, path: Path) -> Path:
@@ -107,8 +137,7 @@ def loss_curves(groups: Sequence[VariantGroup], path: Path) -> Path | None:
         ax.set_xlabel("step")
         ax.set_ylabel("loss")
         ax.grid(alpha=0.3)
-        if ax.lines:
-            ax.legend(fontsize=7)
+    legend(fig, axes)
     fig.suptitle("Loss curves (line: mean over seeds; band: min–max)")
     return _save(fig, path)
 
@@ -248,10 +277,9 @@ def extrapolation(groups: Sequence[VariantGroup], metrics: Sequence[str],
         ax.set_ylabel(base)
         ax.set_title(f"{base} vs context length ({direction_word(base)})", fontsize=10)
         ax.grid(alpha=0.3)
-        if ax.lines:
-            ax.legend(fontsize=8)
     if not drawn:
         return None
+    legend(fig, axes, fontsize=8)
     fig.suptitle("Length extrapolation (mean ± std; no point = not applicable)")
     return _save(fig, path)
 
