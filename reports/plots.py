@@ -397,5 +397,5 @@ def setting_curves(lines: Sequence[SettingLine], xlabel: str, ylabel: str,
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    legend(fig, [ax])  # one line per variant: a sweep over many variants has a long legend
     return _save(fig, path)
