@@ -36,9 +36,20 @@ _PALETTE = [
 ]
 
 
+#: one marker per round of the palette, so that variant 10 is told from variant 0 by its marker
+#: where the colours repeat (a 30-variant sweep); the star is left out, it marks a tuned best
+_ROUND_MARKERS = ["o", "s", "^", "D", "v", "P", "X", "h"]
+
+
 def color(index: int) -> str:
     """The variant's colour: the same index gives the same colour in every figure."""
     return _PALETTE[index % len(_PALETTE)]
+
+
+def marker(index: int) -> str:
+    """The variant's marker: a circle for the first ten variants, then one shape per further
+    round of the palette, so (colour, marker) differs between any two of 80 variants."""
+    return _ROUND_MARKERS[(index // len(_PALETTE)) % len(_ROUND_MARKERS)]
 
 
 def _new(width: float, height: float) -> Figure:
@@ -112,14 +123,17 @@ def loss_curves(groups: Sequence[VariantGroup], path: Path) -> Path | None:
     fig = _new(5.5 * len(panels), 4.2)
     axes = fig.subplots(1, len(panels))
     drawn = False
+    # Plain lines while every variant has its own colour; past that, markers along each line.
+    repeats = len(groups) > len(_PALETTE)
     for gi, (group, curves) in enumerate(zip(groups, per_group, strict=True)):
+        shape = {"marker": marker(gi), "markevery": 0.1, "ms": 3.5} if repeats else {}
         for ax, (metric, _) in zip(axes, panels, strict=True):
             done = [curves[r.run_id][metric] for r in group.completed
                     if metric in curves[r.run_id]]
             b = band(done)
             if b is not None:
                 label = f"{group.name} (n={b.n})"
-                ax.plot(b.steps, b.mean, color=color(gi), label=label, lw=1.6)
+                ax.plot(b.steps, b.mean, color=color(gi), label=label, lw=1.6, **shape)
                 if b.n > 1:
                     ax.fill_between(b.steps, b.low, b.high, color=color(gi), alpha=0.18, lw=0)
                 drawn = True
@@ -170,7 +184,7 @@ def final_metrics(groups: Sequence[VariantGroup], metrics: Sequence[str],
             err = None
             if summary.n > 1:
                 err = [[summary.mean - summary.ci_low], [summary.ci_high - summary.mean]]
-            ax.errorbar([slot], [summary.mean], yerr=err, fmt="o", color=color(gi),
+            ax.errorbar([slot], [summary.mean], yerr=err, fmt=marker(gi), color=color(gi),
                         capsize=4, ms=7, zorder=3)
             if group.is_base:
                 ax.axhline(summary.mean, color=color(gi), ls=":", lw=1)
@@ -204,7 +218,7 @@ def overview(groups: Sequence[VariantGroup], metric: str, path: Path) -> Path | 
                           xerr=[[summary.mean - summary.ci_low],
                                 [summary.ci_high - summary.mean]])
         if summary is not None:
-            left.plot([summary.mean], [row], "o", ms=8, color=color(gi), zorder=4)
+            left.plot([summary.mean], [row], marker(gi), ms=8, color=color(gi), zorder=4)
             if group.is_base:
                 left.axvline(summary.mean, color=color(gi), ls=":", lw=1)
         done = [r for r in group.completed if r.wall_s is not None]
@@ -267,7 +281,7 @@ def extrapolation(groups: Sequence[VariantGroup], metrics: Sequence[str],
                 ys.append(summary.mean)
                 errs.append(0.0 if summary.n < 2 else summary.std)
             if xs:
-                ax.errorbar(xs, ys, yerr=errs, marker="o", capsize=3, color=color(gi),
+                ax.errorbar(xs, ys, yerr=errs, marker=marker(gi), capsize=3, color=color(gi),
                             label=group.name)
                 drawn = True
         ax.set_xscale("log", base=2)
@@ -382,12 +396,12 @@ def setting_curves(lines: Sequence[SettingLine], xlabel: str, ylabel: str,
         mean = [float(np.mean(values)) for _, values in line.points]
         spread = [[m - min(v) for m, (_, v) in zip(mean, line.points, strict=True)],
                   [max(v) - m for m, (_, v) in zip(mean, line.points, strict=True)]]
-        ax.errorbar(x, mean, yerr=spread, color=color(index), marker="o", markersize=3,
-                    capsize=2, label=line.name)
-        for where, marker, size in ((line.shared, "o", 10), (line.best, "*", 12)):
+        ax.errorbar(x, mean, yerr=spread, color=color(index), marker=marker(index),
+                    markersize=3, capsize=2, label=line.name)
+        for where, mark, size in ((line.shared, "o", 10), (line.best, "*", 12)):
             if where in x:
-                face = "none" if marker == "o" else color(index)
-                ax.plot([where], [mean[x.index(where)]], marker=marker, markersize=size,
+                face = "none" if mark == "o" else color(index)
+                ax.plot([where], [mean[x.index(where)]], marker=mark, markersize=size,
                         color=color(index), markerfacecolor=face, linestyle="none")
     if min(xs) > 0 and max(xs) / min(xs) >= 4:
         ax.set_xscale("log", base=2)
