@@ -32,6 +32,7 @@ from .stats import (
     summarise,
     transform_families,
 )
+from .sweep_landscape import COLOUR_QUANTILE, sweep_landscape
 
 STAT_HEADERS = ["variant", "seeds", "mean ± std", "95% CI", "Δ vs base", "p"]
 ONE_SEED_BEST = ("from one seed: a single draw, with no spread to tell the difference from "
@@ -490,6 +491,14 @@ def sweep_section(study: StudyResult, root: Path, plot_dir: Path, *, prefix: str
         blocks += [Heading(3, "Optimisation history"),
                    Image(_rel(history, root), "optimisation history",
                          "Objective of each completed trial and the best so far.")]
+    landscape = sweep_landscape(study, plot_dir / f"{prefix}sweep_landscape.png")
+    if landscape is not None:
+        blocks += [Heading(3, "Where the trials went"),
+                   Image(_rel(landscape, root), "trials over the two most important parameters",
+                         "Each trial at its two most important parameters, labelled with its "
+                         f"objective (darker is better; the worst {1 - COLOUR_QUANTILE:.0%} share "
+                         "the end colour); "
+                         "crosses: pruned; star: the best trial.")]
     importances = study.importances or {}
     path = plots.sweep_importances(importances, plot_dir / f"{prefix}sweep_importances.png")
     if path is not None:

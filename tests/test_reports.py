@@ -242,6 +242,7 @@ def test_sweep_section_from_study_and_journal(tmp_path: Path) -> None:
     section = _section(out.read_text(), "Sweep")
     assert "`lr-sweep`" in section and "12 trials" in section
     assert "sweep_history.png" in section and "sweep_importances.png" in section
+    assert "Where the trials went" in section and "sweep_landscape.png" in section  # lr, layers
     for link in IMAGE_LINK.findall(section):
         _assert_png(out.parent / link)
     with pytest.raises(ConfigError):
@@ -513,6 +514,7 @@ def test_a_sweep_report_reads_the_same_from_study_json_alone(tmp_path: Path,
         section = _section(from_snapshot, f"Sweep: {name}")
         assert section == _section(from_storage, f"Sweep: {name}")
         assert "sweep_history.png" in section and "sweep_importances.png" in section
+        assert "sweep_landscape.png" in section  # drawn from the snapshot, without optuna
         for link in IMAGE_LINK.findall(section):
             _assert_png(out / link)
 
