@@ -238,6 +238,18 @@ def not_applicable_note(runs: Sequence[Run], measured: Sequence[str]) -> list[Bl
     return [Note("**Not applicable:** " + " ".join(lines))] if lines else []
 
 
+def validation_twin(runs: Sequence[Run], metric: str, metrics: Sequence[str]) -> str | None:
+    """The `val/...` metric a `test/...` metric repeats exactly in every completed run (a corpus
+    without a test split evaluates its validation split twice), else None."""
+    split, _, name = metric.partition("/")
+    twin = f"val/{name}"
+    if split != "test" or twin not in metrics:
+        return None
+    pairs = [(r.metrics.get(metric), r.metrics.get(twin)) for r in runs if r.completed]
+    pairs = [(a, b) for a, b in pairs if a is not None or b is not None]
+    return twin if pairs and all(a == b for a, b in pairs) else None
+
+
 def extrapolation_table(groups: Sequence[VariantGroup], names: Sequence[tuple[float, str]],
                         base: str) -> Table:
     """One compact row per variant: mean ± std at each evaluation length (N/A shown as such)."""
@@ -294,6 +306,14 @@ def results(runs: Sequence[Run], root: Path, plot_dir: Path, level: int,
         blocks.append(Bullets(takeaways))
     blocks += not_applicable_note(runs, metrics)
     for lead, *companions in tables:
+        twin = validation_twin(runs, lead, metrics) if lead != primary else None
+        if twin is not None:
+            blocks.append(Note(
+                f"`{lead}` equals `{twin}` in every completed run: this corpus has no test "
+                "split, so its validation split doubles as the test split "
+                "(recipes/corpora/splits.py). Its table would repeat the one above and is "
+                "left out; it is not a held-out estimate."))
+            continue
         also = f", with {', '.join(f'`{m}`' for m in companions)}" if companions else ""
         cost = " and cost" if primary == lead or primary in companions else ""
         blocks.append(Heading(level + 1, f"`{lead}` ({direction_word(lead)}){also}{cost}"))

@@ -547,3 +547,21 @@ def test_runs_that_split_repeated_tokens_get_the_phase_change_panel():
     split = [*plain, {"run-b": {"val/loss": [], "val/loss_repeat": []}}]
     assert [metric for metric, _ in curve_panels(split)] == ["train/loss", "val/loss",
                                                              "val/loss_repeat"]
+
+
+def test_a_test_split_that_repeats_validation_gets_a_note_not_a_table(tmp_path: Path) -> None:
+    # Tiny Shakespeare has no test split: its validation split is evaluated twice, and a second
+    # table of the same numbers would read as a held-out estimate.
+    for variant in (BASE, ROTARY):
+        for seed in (0, 1):
+            loss = 2.0 + 0.1 * seed + (0.2 if variant == BASE else 0.0)
+            write_run(tmp_path, "twin", f"{variant[-6:]}-s{seed}", variant=variant, seed=seed,
+                      metrics={"val/loss": loss, "test/loss": loss})
+    text = build_report([tmp_path / "twin"], tmp_path / "out", probes=False).read_text()
+    assert "`test/loss` equals `val/loss` in every completed run" in text
+    assert "### `test/loss`" not in text and "### `val/loss`" in text
+    # One run that differs: the test split is a split of its own, and gets its table.
+    write_run(tmp_path, "twin", "other-s2", variant=ROTARY, seed=2,
+              metrics={"val/loss": 2.0, "test/loss": 2.05})
+    text = build_report([tmp_path / "twin"], tmp_path / "out2", probes=False).read_text()
+    assert "equals `val/loss`" not in text and "### `test/loss`" in text
