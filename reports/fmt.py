@@ -83,6 +83,8 @@ def p_value(p: float, digits: int | None = None) -> str:
         return f"{p:.{digits - 1}e}" if p < 1e-4 else sig(p, digits)
     if p < 1e-4:
         return f"{p:.1e}"
+    if p < 1e-3:  # three decimals would print 0.000
+        return sig(p, 2)
     return f"{p:.3f}" if p < 0.1 else f"{p:.2f}"
 
 

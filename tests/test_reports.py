@@ -565,3 +565,11 @@ def test_a_test_split_that_repeats_validation_gets_a_note_not_a_table(tmp_path: 
               metrics={"val/loss": 2.0, "test/loss": 2.05})
     text = build_report([tmp_path / "twin"], tmp_path / "out2", probes=False).read_text()
     assert "equals `val/loss`" not in text and "### `test/loss`" in text
+
+
+def test_a_p_value_is_never_printed_as_zero() -> None:
+    from tzoo.reports.fmt import p_value
+
+    assert p_value(0.00034) == "0.00034"  # three decimals printed "0.000" in a takeaway
+    assert p_value(5e-5) == "5.0e-05" and p_value(0.016) == "0.016" and p_value(0.5) == "0.50"
+    assert all(float(p_value(p)) > 0 for p in (1e-12, 1e-4, 0.00099, 0.001, 0.0999))
