@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from tzoo.components.errors import ConfigError
+from tzoo.recipes.metrics import TEST, VALIDATION, split_metric
 from tzoo.sweeps.results import IMPORTANCE_METHOD, StudyResult
 
 from . import fmt, judged_by, plots
@@ -241,9 +242,9 @@ def not_applicable_note(runs: Sequence[Run], measured: Sequence[str]) -> list[Bl
 def validation_twin(runs: Sequence[Run], metric: str, metrics: Sequence[str]) -> str | None:
     """The `val/...` metric a `test/...` metric repeats exactly in every completed run (a corpus
     without a test split evaluates its validation split twice), else None."""
-    split, _, name = metric.partition("/")
-    twin = f"val/{name}"
-    if split != "test" or twin not in metrics:
+    split, name = split_metric(metric)
+    twin = f"{VALIDATION}/{name}"
+    if split != TEST or twin not in metrics:
         return None
     pairs = [(r.metrics.get(metric), r.metrics.get(twin)) for r in runs if r.completed]
     pairs = [(a, b) for a, b in pairs if a is not None or b is not None]

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 from matplotlib import colormaps
+from matplotlib.axes import Axes
 from matplotlib.colors import Normalize
 
 from tzoo.sweeps.results import StudyResult, TrialResult
@@ -46,6 +47,12 @@ def _last_report(trial: TrialResult) -> float | None:
     return float(trial.intermediate[step])
 
 
+def _label(ax: Axes, x: float, y: float, value: float, **style: str) -> None:
+    """A trial's value beside its point."""
+    ax.annotate(f"{value:.3g}", (x, y), textcoords="offset points", xytext=(6, 4), fontsize=7,
+                zorder=4, **style)
+
+
 def _log_scale(values: list[float]) -> bool:
     """A log axis when the values are positive and span more than a factor of ten."""
     return min(values) > 0 and max(values) / min(values) > 10
@@ -80,29 +87,25 @@ def sweep_landscape(study: StudyResult, path: Path) -> Path | None:
                 [float(t.params[y_name]) for t in trials])
 
     xs, ys = xy(done)
+    px, py = xy(pruned)
     points = ax.scatter(xs, ys, c=values, cmap=cmap, norm=norm, s=60, edgecolors="0.2",
                         linewidths=0.5, zorder=3, label="completed")
     for x, y, value in zip(xs, ys, values, strict=True):
-        ax.annotate(f"{value:.3g}", (x, y), textcoords="offset points", xytext=(6, 4),
-                    fontsize=7, zorder=4)
+        _label(ax, x, y, value)
     if pruned:
-        px, py = xy(pruned)
         ax.scatter(px, py, marker="x", s=50, color="0.45", zorder=3, label="pruned")
         for x, y, trial in zip(px, py, pruned, strict=True):
             last = _last_report(trial)
             if last is not None:  # the value it was pruned at: a collapse shows as one
-                ax.annotate(f"{last:.3g}", (x, y), textcoords="offset points", xytext=(6, 4),
-                            fontsize=7, color="0.45", style="italic", zorder=4)
+                _label(ax, x, y, last, color="0.45", style="italic")
     best = study.best
     if best is not None and x_name in best.params and y_name in best.params:
         ax.scatter([best.params[x_name]], [best.params[y_name]], marker="*", s=320,
                    facecolors="none", edgecolors="crimson", linewidths=1.4, zorder=5,
                    label=f"best ({best.value:.4g})")
-    every_x = xs + [float(t.params[x_name]) for t in pruned]
-    every_y = ys + [float(t.params[y_name]) for t in pruned]
-    if _log_scale(every_x):
+    if _log_scale(xs + px):
         ax.set_xscale("log")
-    if _log_scale(every_y):
+    if _log_scale(ys + py):
         ax.set_yscale("log")
     objective = study.metric or "objective"
     fig.colorbar(points, ax=ax, label=objective, extend="max" if minimise else "min")
