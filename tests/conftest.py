@@ -56,3 +56,20 @@ def write_yaml(tmp_path: Path):
         return path
 
     return write
+
+
+@pytest.fixture
+def drawn_figures(monkeypatch: pytest.MonkeyPatch) -> list:
+    """The matplotlib figures the report plots draw, kept for the test instead of written out
+    (each plotting module binds `_save` by name, so each is patched)."""
+    from tzoo.reports import plots, sweep_landscape
+
+    drawn: list = []
+
+    def keep(fig, path):
+        drawn.append(fig)
+        return path
+
+    for module in (plots, sweep_landscape):
+        monkeypatch.setattr(module, "_save", keep)
+    return drawn

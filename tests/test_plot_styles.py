@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 from matplotlib.figure import Figure
 
-from tzoo.reports import plots
 from tzoo.reports.plots import SettingLine, color, marker, setting_curves
 
 
@@ -20,13 +18,11 @@ def test_colour_and_marker_pairs_differ_across_eighty_variants() -> None:
 
 
 def test_a_thirty_line_sweep_figure_draws_thirty_distinct_styles(
-        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    drawn: list[Figure] = []
-    monkeypatch.setattr(plots, "_save", lambda fig, path: drawn.append(fig) or path)
+        drawn_figures: list[Figure], tmp_path: Path) -> None:
     lines = [SettingLine(f"variant-{i}", [(2e-3, [2.0 + i / 100]), (4e-3, [1.9 + i / 100])],
                          shared=2e-3, best=4e-3) for i in range(30)]
     setting_curves(lines, "train.lr", "val/loss", tmp_path / "curves.png")
-    (fig,) = drawn
+    (fig,) = drawn_figures
     (ax,) = fig.axes
     # One errorbar container per variant (its label); its first line is the data line.
     styled = {(bars.lines[0].get_color(), bars.lines[0].get_marker())

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import pytest
 from matplotlib.collections import PathCollection
 from matplotlib.figure import Figure
 
@@ -50,13 +49,11 @@ def test_the_axes_are_the_two_most_important_numeric_parameters() -> None:
     assert landscape.landscape_axes(_study(one, None)) is None
 
 
-def test_the_figure_shows_completed_pruned_and_best(monkeypatch: pytest.MonkeyPatch,
+def test_the_figure_shows_completed_pruned_and_best(drawn_figures: list[Figure],
                                                     tmp_path: Path) -> None:
-    drawn: list[Figure] = []
-    monkeypatch.setattr(landscape, "_save", lambda fig, path: drawn.append(fig) or path)
     study = _study(TRIALS, {"train.lr": 0.6, "train.warmup": 0.4})
     assert landscape.sweep_landscape(study, tmp_path / "l.png") == tmp_path / "l.png"
-    (fig,) = drawn
+    (fig,) = drawn_figures
     ax = fig.axes[0]
     sizes = {c.get_label(): len(c.get_offsets()) for c in ax.collections
              if isinstance(c, PathCollection)}
@@ -69,13 +66,10 @@ def test_the_figure_shows_completed_pruned_and_best(monkeypatch: pytest.MonkeyPa
     assert ax.get_xscale() == "linear"
 
 
-def test_a_wide_rate_range_gets_a_log_axis(monkeypatch: pytest.MonkeyPatch,
-                                           tmp_path: Path) -> None:
-    drawn: list[Figure] = []
-    monkeypatch.setattr(landscape, "_save", lambda fig, path: drawn.append(fig) or path)
+def test_a_wide_rate_range_gets_a_log_axis(drawn_figures: list[Figure], tmp_path: Path) -> None:
     wide = [*TRIALS, _trial(5, "COMPLETE", {"ffn": "gelu", "train.warmup": 0,
                                             "train.lr": 3e-4}, 2.6)]
     landscape.sweep_landscape(_study(wide, {"train.lr": 0.6, "train.warmup": 0.4}),
                               tmp_path / "l.png")
-    assert drawn[0].axes[0].get_xscale() == "log"
-    assert drawn[0].axes[0].get_yscale() == "linear"  # warm-up starts at 0
+    assert drawn_figures[0].axes[0].get_xscale() == "log"
+    assert drawn_figures[0].axes[0].get_yscale() == "linear"  # warm-up starts at 0
